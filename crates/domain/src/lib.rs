@@ -1,0 +1,15 @@
+//! mall's business core. Pure: no I/O crate is a dependency (`cargo tree -p domain` shows it).
+//!
+//! - [`values`]: validated value types with checked arithmetic.
+//! - [`model`]: entities, plans and events.
+//! - [`errors`]: one error enum per use case.
+//! - [`ports`]: the traits adapters implement.
+//! - [`service`]: the use cases ([`Mall`], [`EventRelay`]).
+
+pub mod errors;
+pub mod model;
+pub mod ports;
+pub mod service;
+pub mod values;
+
+pub use service::{EventRelay, Mall, Settings, Stores, MAX_PAGE_SIZE};

@@ -1,0 +1,187 @@
+//! Ports: what the use cases need from the outside world, named for their role. Adapters
+//! implement them; the use cases hold them as `Arc<dyn Port>`.
+//!
+//! Every persistence method is atomic: **on error, no effect is visible**. Checks a use case
+//! makes before calling a port are advisory; the port's guarded writes are the authority.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::errors::{
+    AddProductError, ChargeError, EditProductError, PayError, PlaceOrderError, RegisterError,
+};
+use crate::model::{
+    CatalogPage, NewProduct, Order, PaymentCompleted, PaymentPlan, PaymentReceipt, Product,
+    ProductEdit, RankedProduct, User,
+};
+use crate::values::{EventId, Points, ProductId, UserId};
+
+/// Users and their point balances.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait UserRepository: Send + Sync + 'static {
+    /// Creates a user with a zero balance.
+    ///
+    /// # Errors
+    /// [`RegisterError::AlreadyRegistered`] if the id is taken; `Unexpected` if the store fails.
+    async fn register(&self, id: UserId) -> Result<User, RegisterError>;
+
+    /// Adds `amount` to the balance as one atomic increment and returns the new balance.
+    ///
+    /// # Errors
+    /// [`ChargeError::UnknownUser`], [`ChargeError::Amount`] when the balance would pass
+    /// `i64::MAX`; `Unexpected` if the store fails. On error the balance is unchanged.
+    async fn charge(&self, id: UserId, amount: Points) -> Result<Points, ChargeError>;
+
+    /// The current balance, or `None` for an unknown user.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn balance(&self, id: UserId) -> anyhow::Result<Option<Points>>;
+}
+
+/// The catalog: products, their prices and available stock.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ProductRepository: Send + Sync + 'static {
+    /// One product with its available stock at this moment, or `None`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn product(&self, id: ProductId) -> anyhow::Result<Option<Product>>;
+
+    /// The products among `ids` that exist, by id ascending.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn products(&self, ids: Vec<ProductId>) -> anyhow::Result<Vec<Product>>;
+
+    /// Up to `limit` products by id ascending, skipping `offset`, and the catalog's size.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn page(&self, offset: u64, limit: u64) -> anyhow::Result<CatalogPage>;
+
+    /// Adds a product; the store assigns the next id.
+    ///
+    /// # Errors
+    /// `Unexpected` if the store fails; then no product was added.
+    async fn add(&self, product: NewProduct) -> Result<Product, AddProductError>;
+
+    /// Applies an admin's edit. A restock adds to the available stock.
+    ///
+    /// # Errors
+    /// [`EditProductError::UnknownProduct`]; [`EditProductError::Amount`] when the stock on
+    /// hand (available plus reserved) would pass `i64::MAX`. On error nothing changes.
+    async fn edit(&self, id: ProductId, edit: ProductEdit) -> Result<Product, EditProductError>;
+}
+
+/// Order forms and the stock they reserve.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait OrderRepository: Send + Sync + 'static {
+    /// Stores `order` (status pending) and reserves its lines, all or nothing. The user's
+    /// previous pending form, if any, is replaced and its reservation released in the same
+    /// step, and the stock check counts the units it gives back. The balance must cover
+    /// `order.total` at this moment (it is not held; payment debits it).
+    ///
+    /// # Errors
+    /// [`PlaceOrderError::UnknownUser`], [`PlaceOrderError::UnknownProduct`],
+    /// [`PlaceOrderError::LackOfStock`] (checked before points),
+    /// [`PlaceOrderError::LackOfPoints`], `Unexpected`. On error the previous form, every
+    /// stock and every balance are as they were.
+    async fn place(&self, order: Order) -> Result<Order, PlaceOrderError>;
+
+    /// The user's pending form if it is still payable at `now`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn pending(&self, user: UserId, now: DateTime<Utc>) -> anyhow::Result<Option<Order>>;
+
+    /// Expires up to `limit` pending forms whose `expires_at` is at or before `now` and
+    /// releases their reservations, each exactly once, and returns how many it expired.
+    ///
+    /// # Errors
+    /// When the store fails; forms already expired stay expired.
+    async fn expire_due(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<usize>;
+}
+
+/// Settling order forms into payments.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PaymentRepository: Send + Sync + 'static {
+    /// In one atomic step: checks that the form `plan.payment.order_id` is still the user's
+    /// pending form and payable at `plan.payment.paid_at`, debits `plan.payment.amount`
+    /// (never below zero), marks the form paid, turns its reservation into a sale, records the
+    /// units sold in the hourly sales buckets, stores the payment, and queues `plan.event` in
+    /// the outbox.
+    ///
+    /// # Errors
+    /// [`PayError::NoPendingOrder`] if the form is gone, paid, replaced or expired;
+    /// [`PayError::LackOfPoints`]; `Unexpected`. On error nothing changes.
+    async fn commit_payment(&self, plan: PaymentPlan) -> Result<PaymentReceipt, PayError>;
+}
+
+/// Units sold per product, summed over hourly buckets.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SalesRanking: Send + Sync + 'static {
+    /// The `size` products with the most units sold in buckets starting at or after `since`,
+    /// most first, ties by product id ascending.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn top_sellers(
+        &self,
+        since: DateTime<Utc>,
+        size: usize,
+    ) -> anyhow::Result<Vec<RankedProduct>>;
+}
+
+/// Payment events waiting to reach the data platform (written by
+/// [`PaymentRepository::commit_payment`]).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Up to `limit` undelivered events, oldest first.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn undelivered(&self, limit: usize) -> anyhow::Result<Vec<PaymentCompleted>>;
+
+    /// Marks events as delivered so they are not sent again.
+    ///
+    /// # Errors
+    /// When the store fails; the events stay undelivered and will be sent again.
+    async fn mark_delivered(&self, ids: Vec<EventId>) -> anyhow::Result<()>;
+}
+
+/// Delivers one payment event to the data platform.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait EventPublisher: Send + Sync + 'static {
+    /// # Errors
+    /// When the platform did not confirm receipt; the caller retries later.
+    async fn publish(&self, event: PaymentCompleted) -> anyhow::Result<()>;
+}
+
+/// Whether the store can serve requests.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait HealthProbe: Send + Sync + 'static {
+    /// # Errors
+    /// When the store is unreachable.
+    async fn check(&self) -> anyhow::Result<()>;
+}
+
+/// The current time. A port so that expiry and ranking windows are testable without sleeping.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Fresh, unique ids for order forms, payments and events.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait IdGenerator: Send + Sync + 'static {
+    fn new_id(&self) -> String;
+}

@@ -1,0 +1,371 @@
+//! The use cases. Each one validates what it can from its typed inputs, reads what it needs,
+//! builds a plan with pure arithmetic, and hands the plan to one port method that applies it
+//! atomically.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+
+use crate::errors::{
+    AddProductError, BalanceError, CatalogError, ChargeError, EditProductError, PayError,
+    PendingOrderError, PlaceOrderError, ProductLookupError, RankingError, RegisterError,
+};
+use crate::model::{
+    ranking_window_start, CatalogPage, NewProduct, Order, OrderItems, OrderLine, OrderStatus,
+    Payment, PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit, RankedProduct,
+    User,
+};
+use crate::ports::{
+    Clock, EventPublisher, HealthProbe, IdGenerator, OrderRepository, Outbox, PaymentRepository,
+    ProductRepository, SalesRanking, UserRepository,
+};
+use crate::values::{EventId, OrderId, PaymentId, Points, ProductId, UserId};
+
+/// The largest catalog page; a larger `limit` is treated as this.
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// Business settings (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How long an order form waits for payment.
+    pub order_ttl: TimeDelta,
+    /// The ranking's rolling window, in days.
+    pub ranking_days: u32,
+    /// How many products the ranking lists.
+    pub ranking_size: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            order_ttl: TimeDelta::seconds(600),
+            ranking_days: 3,
+            ranking_size: 5,
+        }
+    }
+}
+
+/// Every persistence port the use cases need. One adapter usually implements all of them, and
+/// the same `Arc` is handed in for each role.
+#[derive(Clone)]
+pub struct Stores {
+    pub users: Arc<dyn UserRepository>,
+    pub products: Arc<dyn ProductRepository>,
+    pub orders: Arc<dyn OrderRepository>,
+    pub payments: Arc<dyn PaymentRepository>,
+    pub ranking: Arc<dyn SalesRanking>,
+    pub health: Arc<dyn HealthProbe>,
+}
+
+impl Stores {
+    /// Uses one adapter for every role.
+    pub fn from_one<S>(store: Arc<S>) -> Self
+    where
+        S: UserRepository
+            + ProductRepository
+            + OrderRepository
+            + PaymentRepository
+            + SalesRanking
+            + HealthProbe,
+    {
+        Self {
+            users: store.clone(),
+            products: store.clone(),
+            orders: store.clone(),
+            payments: store.clone(),
+            ranking: store.clone(),
+            health: store,
+        }
+    }
+}
+
+impl fmt::Debug for Stores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
+}
+
+/// The shop: every use case of SPEC §1 and §2.
+#[derive(Clone)]
+pub struct Mall {
+    stores: Stores,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    settings: Settings,
+}
+
+impl fmt::Debug for Mall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mall")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mall {
+    pub fn new(
+        stores: Stores,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            stores,
+            clock,
+            ids,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// Registers a user with a zero balance.
+    ///
+    /// # Errors
+    /// [`RegisterError::AlreadyRegistered`] when the id is taken.
+    pub async fn register(&self, id: UserId) -> Result<User, RegisterError> {
+        self.stores.users.register(id).await
+    }
+
+    /// Adds `amount` to a user's balance and returns the new balance.
+    ///
+    /// # Errors
+    /// [`ChargeError::UnknownUser`]; [`ChargeError::Amount`] when the balance would overflow.
+    pub async fn charge(&self, id: UserId, amount: Points) -> Result<Points, ChargeError> {
+        self.stores.users.charge(id, amount).await
+    }
+
+    /// # Errors
+    /// [`BalanceError::UnknownUser`].
+    pub async fn balance(&self, id: UserId) -> Result<Points, BalanceError> {
+        match self.stores.users.balance(id.clone()).await? {
+            Some(balance) => Ok(balance),
+            None => Err(BalanceError::UnknownUser(id)),
+        }
+    }
+
+    /// # Errors
+    /// [`ProductLookupError::UnknownProduct`].
+    pub async fn product(&self, id: ProductId) -> Result<Product, ProductLookupError> {
+        self.stores
+            .products
+            .product(id)
+            .await?
+            .ok_or(ProductLookupError::UnknownProduct(id))
+    }
+
+    /// One catalog page by id ascending; `limit` is capped at [`MAX_PAGE_SIZE`].
+    ///
+    /// # Errors
+    /// `Unexpected` when the store fails.
+    pub async fn catalog(&self, offset: u64, limit: u64) -> Result<CatalogPage, CatalogError> {
+        Ok(self
+            .stores
+            .products
+            .page(offset, limit.min(MAX_PAGE_SIZE))
+            .await?)
+    }
+
+    /// # Errors
+    /// `Unexpected` when the store fails.
+    pub async fn add_product(&self, product: NewProduct) -> Result<Product, AddProductError> {
+        self.stores.products.add(product).await
+    }
+
+    /// # Errors
+    /// [`EditProductError::UnknownProduct`]; [`EditProductError::Amount`] on stock overflow.
+    pub async fn edit_product(
+        &self,
+        id: ProductId,
+        edit: ProductEdit,
+    ) -> Result<Product, EditProductError> {
+        self.stores.products.edit(id, edit).await
+    }
+
+    /// Places an order: prices the items at today's prices, then reserves the stock and
+    /// replaces the user's previous pending form in one step.
+    ///
+    /// # Errors
+    /// In SPEC order: [`PlaceOrderError::UnknownUser`], [`PlaceOrderError::UnknownProduct`],
+    /// [`PlaceOrderError::Amount`] (total overflow), [`PlaceOrderError::LackOfStock`],
+    /// [`PlaceOrderError::LackOfPoints`].
+    pub async fn place_order(
+        &self,
+        user: UserId,
+        items: OrderItems,
+    ) -> Result<Order, PlaceOrderError> {
+        if self.stores.users.balance(user.clone()).await?.is_none() {
+            return Err(PlaceOrderError::UnknownUser(user));
+        }
+        let known: HashMap<ProductId, Product> = self
+            .stores
+            .products
+            .products(items.product_ids())
+            .await?
+            .into_iter()
+            .map(|product| (product.id, product))
+            .collect();
+        let lines = items
+            .iter()
+            .map(|(product_id, count)| {
+                let product = known
+                    .get(&product_id)
+                    .ok_or(PlaceOrderError::UnknownProduct(product_id))?;
+                Ok(OrderLine {
+                    product_id,
+                    count,
+                    price: product.price,
+                })
+            })
+            .collect::<Result<Vec<_>, PlaceOrderError>>()?;
+        let total = order_total(&lines)?;
+        let now = self.clock.now();
+        let order = Order {
+            id: OrderId::new(self.ids.new_id()),
+            user_id: user,
+            lines,
+            total,
+            created_at: now,
+            expires_at: now + self.settings.order_ttl,
+            status: OrderStatus::Pending,
+        };
+        self.stores.orders.place(order).await
+    }
+
+    /// The user's order form that is waiting for payment.
+    ///
+    /// # Errors
+    /// [`PendingOrderError::UnknownUser`]; [`PendingOrderError::NoPendingOrder`] when there is
+    /// none, or it expired (at `expires_at` exactly, it has).
+    pub async fn pending_order(&self, user: UserId) -> Result<Order, PendingOrderError> {
+        if self.stores.users.balance(user.clone()).await?.is_none() {
+            return Err(PendingOrderError::UnknownUser(user));
+        }
+        let now = self.clock.now();
+        match self.stores.orders.pending(user, now).await? {
+            Some(order) if order.is_payable_at(now) => Ok(order),
+            _ => Err(PendingOrderError::NoPendingOrder),
+        }
+    }
+
+    /// Pays the user's pending form. `items` must equal the form's lines.
+    ///
+    /// # Errors
+    /// In SPEC order: [`PayError::UnknownUser`], [`PayError::NoPendingOrder`],
+    /// [`PayError::ItemsMismatch`], [`PayError::LackOfPoints`].
+    pub async fn pay(&self, user: UserId, items: OrderItems) -> Result<PaymentReceipt, PayError> {
+        if self.stores.users.balance(user.clone()).await?.is_none() {
+            return Err(PayError::UnknownUser(user));
+        }
+        let now = self.clock.now();
+        let order = match self.stores.orders.pending(user, now).await? {
+            Some(order) if order.is_payable_at(now) => order,
+            _ => return Err(PayError::NoPendingOrder),
+        };
+        if !items.matches(&order.lines) {
+            return Err(PayError::ItemsMismatch);
+        }
+        let payment = Payment {
+            id: PaymentId::new(self.ids.new_id()),
+            order_id: order.id,
+            user_id: order.user_id,
+            amount: order.total,
+            paid_at: now,
+            lines: order.lines,
+        };
+        let event = PaymentCompleted {
+            event_id: EventId::new(self.ids.new_id()),
+            occurred_at: now,
+            payment: payment.clone(),
+        };
+        self.stores
+            .payments
+            .commit_payment(PaymentPlan { payment, event })
+            .await
+    }
+
+    /// The best sellers of the rolling window, best first.
+    ///
+    /// # Errors
+    /// `Unexpected` when the store fails.
+    pub async fn ranking(&self) -> Result<Vec<RankedProduct>, RankingError> {
+        let since = ranking_window_start(self.clock.now(), self.settings.ranking_days);
+        Ok(self
+            .stores
+            .ranking
+            .top_sellers(since, self.settings.ranking_size)
+            .await?)
+    }
+
+    /// Expires up to `limit` forms that are due now and returns how many.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn expire_due_forms(&self, limit: usize) -> anyhow::Result<usize> {
+        self.stores.orders.expire_due(self.clock.now(), limit).await
+    }
+
+    /// # Errors
+    /// When the store is unreachable.
+    pub async fn health(&self) -> anyhow::Result<()> {
+        self.stores.health.check().await
+    }
+}
+
+fn order_total(lines: &[OrderLine]) -> Result<Points, PlaceOrderError> {
+    lines.iter().try_fold(Points::ZERO, |total, line| {
+        Ok(total.checked_add(line.price.times(line.count)?)?)
+    })
+}
+
+/// Moves payment events from the outbox to the data platform, oldest first.
+#[derive(Clone)]
+pub struct EventRelay {
+    outbox: Arc<dyn Outbox>,
+    publisher: Arc<dyn EventPublisher>,
+}
+
+impl fmt::Debug for EventRelay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventRelay").finish_non_exhaustive()
+    }
+}
+
+impl EventRelay {
+    pub fn new(outbox: Arc<dyn Outbox>, publisher: Arc<dyn EventPublisher>) -> Self {
+        Self { outbox, publisher }
+    }
+
+    /// Publishes up to `batch` events in order and marks the ones that went out as delivered.
+    /// Stops at the first failure so that events keep their order; the rest are retried on
+    /// the next call.
+    ///
+    /// # Errors
+    /// The publisher's or the outbox's failure, after marking what was delivered before it.
+    pub async fn relay_once(&self, batch: usize) -> anyhow::Result<usize> {
+        let mut delivered = Vec::new();
+        let mut failure = None;
+        for event in self.outbox.undelivered(batch).await? {
+            let id = event.event_id.clone();
+            match self.publisher.publish(event).await {
+                Ok(()) => delivered.push(id),
+                Err(error) => {
+                    failure = Some(error.context(format!("publishing event {id}")));
+                    break;
+                }
+            }
+        }
+        let count = delivered.len();
+        if count > 0 {
+            self.outbox.mark_delivered(delivered).await?;
+        }
+        failure.map_or(Ok(count), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests;

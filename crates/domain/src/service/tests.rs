@@ -1,0 +1,590 @@
+//! Use-case tests against mockall mocks of every port: each error path, and what each use case
+//! hands to its port.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use chrono::{DateTime, TimeDelta, Utc};
+use mockall::predicate::eq;
+
+use super::*;
+use crate::model::{sales_hour, OrderItemsError};
+use crate::ports::{
+    MockClock, MockEventPublisher, MockHealthProbe, MockIdGenerator, MockOrderRepository,
+    MockOutbox, MockPaymentRepository, MockProductRepository, MockSalesRanking, MockUserRepository,
+};
+use crate::values::{AmountError, Count, Price, ProductName, Stock};
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000, 0).expect("valid time")
+}
+
+fn user(raw: &str) -> UserId {
+    UserId::parse(raw).expect("valid user id")
+}
+
+fn pid(raw: i64) -> ProductId {
+    ProductId::new(raw).expect("valid product id")
+}
+
+fn count(raw: i64) -> Count {
+    Count::new(raw).expect("valid count")
+}
+
+fn points(raw: i64) -> Points {
+    Points::new(raw).expect("valid points")
+}
+
+fn product(id: i64, price: i64, available: i64) -> Product {
+    Product {
+        id: pid(id),
+        name: ProductName::parse(&format!("product {id}")).expect("valid name"),
+        price: Price::new(price).expect("valid price"),
+        available: Stock::new(available).expect("valid stock"),
+    }
+}
+
+fn items(lines: &[(i64, i64)]) -> OrderItems {
+    OrderItems::new(lines.iter().map(|&(p, c)| (pid(p), count(c)))).expect("valid items")
+}
+
+fn pending_form(expires_at: DateTime<Utc>) -> Order {
+    Order {
+        id: OrderId::new("order-1"),
+        user_id: user("alice"),
+        lines: vec![
+            OrderLine {
+                product_id: pid(1),
+                count: count(2),
+                price: Price::new(100).expect("p"),
+            },
+            OrderLine {
+                product_id: pid(2),
+                count: count(1),
+                price: Price::new(50).expect("p"),
+            },
+        ],
+        total: points(250),
+        created_at: expires_at - TimeDelta::seconds(600),
+        expires_at,
+        status: OrderStatus::Pending,
+    }
+}
+
+/// The mocks of every port; tests set expectations, then turn them into a [`Mall`]. A port
+/// call without an expectation panics, so "never reaches the store" is asserted for free.
+#[derive(Default)]
+struct Ports {
+    users: MockUserRepository,
+    products: MockProductRepository,
+    orders: MockOrderRepository,
+    payments: MockPaymentRepository,
+    ranking: MockSalesRanking,
+    health: MockHealthProbe,
+}
+
+impl Ports {
+    fn known_user(mut self, balance: i64) -> Self {
+        self.users
+            .expect_balance()
+            .returning(move |_| Ok(Some(points(balance))));
+        self
+    }
+
+    fn unknown_user(mut self) -> Self {
+        self.users.expect_balance().returning(|_| Ok(None));
+        self
+    }
+
+    fn mall_at(self, now: DateTime<Utc>) -> Mall {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(now);
+        let mut ids = MockIdGenerator::new();
+        let next = AtomicU64::new(1);
+        ids.expect_new_id()
+            .returning(move || format!("id-{}", next.fetch_add(1, Ordering::Relaxed)));
+        let stores = Stores {
+            users: Arc::new(self.users),
+            products: Arc::new(self.products),
+            orders: Arc::new(self.orders),
+            payments: Arc::new(self.payments),
+            ranking: Arc::new(self.ranking),
+            health: Arc::new(self.health),
+        };
+        Mall::new(stores, Arc::new(clock), Arc::new(ids), Settings::default())
+    }
+
+    fn mall(self) -> Mall {
+        self.mall_at(t0())
+    }
+}
+
+#[tokio::test]
+async fn register_reports_a_taken_id() {
+    let mut ports = Ports::default();
+    ports
+        .users
+        .expect_register()
+        .with(eq(user("alice")))
+        .returning(|id| Err(RegisterError::AlreadyRegistered(id)));
+    let result = ports.mall().register(user("alice")).await;
+    assert!(matches!(result, Err(RegisterError::AlreadyRegistered(id)) if id == user("alice")));
+}
+
+#[tokio::test]
+async fn charge_returns_the_new_balance_and_passes_errors_through() {
+    let mut ports = Ports::default();
+    ports
+        .users
+        .expect_charge()
+        .with(eq(user("alice")), eq(points(5)))
+        .returning(|_, _| Ok(points(15)));
+    ports
+        .users
+        .expect_charge()
+        .with(eq(user("bob")), eq(points(5)))
+        .returning(|id, _| Err(ChargeError::UnknownUser(id)));
+    ports
+        .users
+        .expect_charge()
+        .with(eq(user("rich")), eq(points(5)))
+        .returning(|_, _| Err(ChargeError::Amount(AmountError::Overflow)));
+    let mall = ports.mall();
+    assert_eq!(
+        mall.charge(user("alice"), points(5)).await.ok(),
+        Some(points(15))
+    );
+    assert!(matches!(
+        mall.charge(user("bob"), points(5)).await,
+        Err(ChargeError::UnknownUser(_))
+    ));
+    assert!(matches!(
+        mall.charge(user("rich"), points(5)).await,
+        Err(ChargeError::Amount(AmountError::Overflow))
+    ));
+}
+
+#[tokio::test]
+async fn balance_of_an_unknown_user_is_an_error_not_zero() {
+    let mall = Ports::default().unknown_user().mall();
+    assert!(matches!(
+        mall.balance(user("ghost")).await,
+        Err(BalanceError::UnknownUser(_))
+    ));
+    let mall = Ports::default().known_user(42).mall();
+    assert_eq!(mall.balance(user("alice")).await.ok(), Some(points(42)));
+}
+
+#[tokio::test]
+async fn store_failures_surface_as_unexpected() {
+    let mut ports = Ports::default();
+    ports
+        .users
+        .expect_balance()
+        .returning(|_| Err(anyhow!("connection refused")));
+    let mall = ports.mall();
+    assert!(matches!(
+        mall.balance(user("alice")).await,
+        Err(BalanceError::Unexpected(_))
+    ));
+    assert!(matches!(
+        mall.place_order(user("alice"), items(&[(1, 1)])).await,
+        Err(PlaceOrderError::Unexpected(_))
+    ));
+}
+
+#[tokio::test]
+async fn product_lookup_reports_an_unknown_product() {
+    let mut ports = Ports::default();
+    ports
+        .products
+        .expect_product()
+        .with(eq(pid(7)))
+        .returning(|_| Ok(None));
+    let result = ports.mall().product(pid(7)).await;
+    assert!(matches!(result, Err(ProductLookupError::UnknownProduct(id)) if id == pid(7)));
+}
+
+#[tokio::test]
+async fn catalog_caps_the_page_size() {
+    let mut ports = Ports::default();
+    ports
+        .products
+        .expect_page()
+        .with(eq(40), eq(MAX_PAGE_SIZE))
+        .returning(|_, _| {
+            Ok(CatalogPage {
+                products: vec![],
+                total: 3,
+            })
+        });
+    let page = ports.mall().catalog(40, 5_000).await.expect("page");
+    assert_eq!(page.total, 3);
+}
+
+#[tokio::test]
+async fn edit_product_passes_unknown_product_and_overflow_through() {
+    let mut ports = Ports::default();
+    ports
+        .products
+        .expect_edit()
+        .with(eq(pid(1)), mockall::predicate::always())
+        .returning(|id, _| Err(EditProductError::UnknownProduct(id)));
+    ports
+        .products
+        .expect_edit()
+        .with(eq(pid(2)), mockall::predicate::always())
+        .returning(|_, _| Err(EditProductError::Amount(AmountError::Overflow)));
+    let mall = ports.mall();
+    let restock = ProductEdit {
+        restock: Some(count(1)),
+        ..ProductEdit::default()
+    };
+    assert!(matches!(
+        mall.edit_product(pid(1), restock.clone()).await,
+        Err(EditProductError::UnknownProduct(_))
+    ));
+    assert!(matches!(
+        mall.edit_product(pid(2), restock).await,
+        Err(EditProductError::Amount(AmountError::Overflow))
+    ));
+}
+
+#[tokio::test]
+async fn place_order_rejects_an_unknown_user_before_reading_products() {
+    let mall = Ports::default().unknown_user().mall();
+    let result = mall.place_order(user("ghost"), items(&[(1, 1)])).await;
+    assert!(matches!(result, Err(PlaceOrderError::UnknownUser(_))));
+}
+
+#[tokio::test]
+async fn place_order_rejects_an_unknown_product_without_reserving() {
+    let mut ports = Ports::default().known_user(1_000);
+    ports
+        .products
+        .expect_products()
+        .with(eq(vec![pid(1), pid(9)]))
+        .returning(|_| Ok(vec![product(1, 10, 5)]));
+    let result = ports
+        .mall()
+        .place_order(user("alice"), items(&[(9, 1), (1, 1)]))
+        .await;
+    assert!(matches!(result, Err(PlaceOrderError::UnknownProduct(id)) if id == pid(9)));
+}
+
+#[tokio::test]
+async fn place_order_rejects_a_total_that_overflows_without_reserving() {
+    let mut ports = Ports::default().known_user(1_000);
+    ports
+        .products
+        .expect_products()
+        .returning(|_| Ok(vec![product(1, i64::MAX / 2, 5), product(2, 3, 5)]));
+    let result = ports
+        .mall()
+        .place_order(user("alice"), items(&[(1, 2), (2, 1)]))
+        .await;
+    assert!(matches!(
+        result,
+        Err(PlaceOrderError::Amount(AmountError::Overflow))
+    ));
+
+    let mut ports = Ports::default().known_user(1_000);
+    ports
+        .products
+        .expect_products()
+        .returning(|_| Ok(vec![product(1, i64::MAX, 5)]));
+    let result = ports
+        .mall()
+        .place_order(user("alice"), items(&[(1, 2)]))
+        .await;
+    assert!(matches!(
+        result,
+        Err(PlaceOrderError::Amount(AmountError::Overflow))
+    ));
+}
+
+#[tokio::test]
+async fn place_order_prices_the_lines_and_sets_the_expiry() {
+    let mut ports = Ports::default().known_user(1_000);
+    ports
+        .products
+        .expect_products()
+        .returning(|_| Ok(vec![product(1, 100, 5), product(2, 50, 5)]));
+    ports.orders.expect_place().times(1).returning(Ok);
+    let order = ports
+        .mall()
+        .place_order(user("alice"), items(&[(2, 1), (1, 1), (1, 1)]))
+        .await
+        .expect("order placed");
+    assert_eq!(order.id, OrderId::new("id-1"));
+    assert_eq!(order.user_id, user("alice"));
+    assert_eq!(order.total, points(250));
+    assert_eq!(order.status, OrderStatus::Pending);
+    assert_eq!(order.created_at, t0());
+    assert_eq!(order.expires_at, t0() + TimeDelta::seconds(600));
+    let lines: Vec<_> = order
+        .lines
+        .iter()
+        .map(|l| (l.product_id.get(), l.count.get(), l.price.get()))
+        .collect();
+    assert_eq!(lines, vec![(1, 2, 100), (2, 1, 50)]);
+}
+
+#[tokio::test]
+async fn place_order_passes_the_stores_stock_and_points_verdicts_through() {
+    for verdict in [
+        PlaceOrderError::LackOfStock(pid(1)),
+        PlaceOrderError::LackOfPoints,
+    ] {
+        let expected = verdict.to_string();
+        let mut ports = Ports::default().known_user(0);
+        ports
+            .products
+            .expect_products()
+            .returning(|_| Ok(vec![product(1, 10, 0)]));
+        let mut verdict = Some(verdict);
+        ports
+            .orders
+            .expect_place()
+            .times(1)
+            .returning(move |_| Err(verdict.take().expect("called once")));
+        let result = ports
+            .mall()
+            .place_order(user("alice"), items(&[(1, 1)]))
+            .await;
+        assert_eq!(result.map(|_| ()).map_err(|e| e.to_string()), Err(expected));
+    }
+}
+
+#[tokio::test]
+async fn pending_order_needs_a_known_user_and_a_live_form() {
+    let mall = Ports::default().unknown_user().mall();
+    assert!(matches!(
+        mall.pending_order(user("ghost")).await,
+        Err(PendingOrderError::UnknownUser(_))
+    ));
+
+    let mut ports = Ports::default().known_user(0);
+    ports.orders.expect_pending().returning(|_, _| Ok(None));
+    assert!(matches!(
+        ports.mall().pending_order(user("alice")).await,
+        Err(PendingOrderError::NoPendingOrder)
+    ));
+}
+
+#[tokio::test]
+async fn pending_order_is_gone_at_the_expiry_instant() {
+    for (expires_in, live) in [(1, true), (0, false), (-1, false)] {
+        let expires_at = t0() + TimeDelta::milliseconds(expires_in);
+        let mut ports = Ports::default().known_user(0);
+        ports
+            .orders
+            .expect_pending()
+            .with(eq(user("alice")), eq(t0()))
+            .returning(move |_, _| Ok(Some(pending_form(expires_at))));
+        let result = ports.mall().pending_order(user("alice")).await;
+        assert_eq!(result.is_ok(), live, "expires {expires_in} ms after now");
+    }
+}
+
+#[tokio::test]
+async fn pay_rejects_an_unknown_user() {
+    let mall = Ports::default().unknown_user().mall();
+    let result = mall.pay(user("ghost"), items(&[(1, 2)])).await;
+    assert!(matches!(result, Err(PayError::UnknownUser(_))));
+}
+
+#[tokio::test]
+async fn pay_without_a_pending_form_is_no_pending_order() {
+    let mut ports = Ports::default().known_user(1_000);
+    ports.orders.expect_pending().returning(|_, _| Ok(None));
+    let result = ports
+        .mall()
+        .pay(user("alice"), items(&[(1, 2), (2, 1)]))
+        .await;
+    assert!(matches!(result, Err(PayError::NoPendingOrder)));
+}
+
+#[tokio::test]
+async fn pay_at_the_expiry_instant_fails_without_touching_the_balance() {
+    let mut ports = Ports::default().known_user(1_000);
+    ports
+        .orders
+        .expect_pending()
+        .returning(|_, now| Ok(Some(pending_form(now))));
+    let result = ports
+        .mall()
+        .pay(user("alice"), items(&[(1, 2), (2, 1)]))
+        .await;
+    assert!(matches!(result, Err(PayError::NoPendingOrder)));
+}
+
+#[tokio::test]
+async fn pay_with_items_that_differ_from_the_form_is_rejected() {
+    for wrong in [&[(1, 2)][..], &[(1, 1), (2, 1)], &[(1, 2), (2, 1), (3, 1)]] {
+        let mut ports = Ports::default().known_user(1_000);
+        ports
+            .orders
+            .expect_pending()
+            .returning(|_, now| Ok(Some(pending_form(now + TimeDelta::seconds(1)))));
+        let result = ports.mall().pay(user("alice"), items(wrong)).await;
+        assert!(matches!(result, Err(PayError::ItemsMismatch)), "{wrong:?}");
+    }
+}
+
+#[tokio::test]
+async fn pay_commits_one_plan_with_the_form_total_and_a_fresh_event_id() {
+    let mut ports = Ports::default().known_user(1_000);
+    ports
+        .orders
+        .expect_pending()
+        .returning(|_, now| Ok(Some(pending_form(now + TimeDelta::seconds(1)))));
+    ports
+        .payments
+        .expect_commit_payment()
+        .times(1)
+        .withf(|plan| {
+            let p = &plan.payment;
+            p.order_id == OrderId::new("order-1")
+                && p.user_id.as_str() == "alice"
+                && p.amount.get() == 250
+                && p.paid_at == t0()
+                && p.lines.len() == 2
+                && plan.event.payment == *p
+                && plan.event.occurred_at == t0()
+                && plan.event.event_id.as_str() != p.id.as_str()
+        })
+        .returning(|plan| {
+            Ok(PaymentReceipt {
+                payment: plan.payment,
+                balance: points(750),
+            })
+        });
+    let receipt = ports
+        .mall()
+        .pay(user("alice"), items(&[(2, 1), (1, 2)]))
+        .await
+        .expect("paid");
+    assert_eq!(receipt.balance, points(750));
+    assert_eq!(receipt.payment.amount, points(250));
+}
+
+#[tokio::test]
+async fn pay_passes_the_stores_verdict_through() {
+    for verdict in [PayError::LackOfPoints, PayError::NoPendingOrder] {
+        let expected = verdict.to_string();
+        let mut ports = Ports::default().known_user(0);
+        ports
+            .orders
+            .expect_pending()
+            .returning(|_, now| Ok(Some(pending_form(now + TimeDelta::seconds(1)))));
+        let mut verdict = Some(verdict);
+        ports
+            .payments
+            .expect_commit_payment()
+            .returning(move |_| Err(verdict.take().expect("called once")));
+        let result = ports
+            .mall()
+            .pay(user("alice"), items(&[(1, 2), (2, 1)]))
+            .await;
+        assert_eq!(result.map(|_| ()).map_err(|e| e.to_string()), Err(expected));
+    }
+}
+
+#[tokio::test]
+async fn ranking_asks_for_the_configured_window_and_size() {
+    let now = t0() + TimeDelta::minutes(17);
+    let mut ports = Ports::default();
+    ports
+        .ranking
+        .expect_top_sellers()
+        .with(eq(sales_hour(now - TimeDelta::days(3))), eq(5))
+        .returning(|_, _| {
+            Ok(vec![RankedProduct {
+                product: product(1, 10, 0),
+                sold: 3,
+            }])
+        });
+    let ranked = ports.mall_at(now).ranking().await.expect("ranking");
+    assert_eq!(ranked.len(), 1);
+}
+
+#[tokio::test]
+async fn expiry_sweeps_with_the_clocks_time() {
+    let mut ports = Ports::default();
+    ports
+        .orders
+        .expect_expire_due()
+        .with(eq(t0()), eq(100))
+        .returning(|_, _| Ok(2));
+    assert_eq!(ports.mall().expire_due_forms(100).await.ok(), Some(2));
+}
+
+#[test]
+fn order_items_errors_are_shape_errors_not_store_errors() {
+    assert_eq!(OrderItems::new([]), Err(OrderItemsError::Empty));
+}
+
+fn event(id: &str) -> PaymentCompleted {
+    let payment = Payment {
+        id: PaymentId::new(format!("pay-{id}")),
+        order_id: OrderId::new("order-1"),
+        user_id: user("alice"),
+        amount: points(250),
+        paid_at: t0(),
+        lines: vec![],
+    };
+    PaymentCompleted {
+        event_id: EventId::new(id),
+        occurred_at: t0(),
+        payment,
+    }
+}
+
+#[tokio::test]
+async fn relay_publishes_in_order_and_marks_what_went_out() {
+    let mut outbox = MockOutbox::new();
+    outbox
+        .expect_undelivered()
+        .with(eq(10))
+        .returning(|_| Ok(vec![event("e1"), event("e2")]));
+    outbox
+        .expect_mark_delivered()
+        .with(eq(vec![EventId::new("e1"), EventId::new("e2")]))
+        .times(1)
+        .returning(|_| Ok(()));
+    let mut publisher = MockEventPublisher::new();
+    publisher.expect_publish().times(2).returning(|_| Ok(()));
+    let relay = EventRelay::new(Arc::new(outbox), Arc::new(publisher));
+    assert_eq!(relay.relay_once(10).await.ok(), Some(2));
+}
+
+#[tokio::test]
+async fn relay_stops_at_the_first_failure_and_keeps_the_rest() {
+    let mut outbox = MockOutbox::new();
+    outbox
+        .expect_undelivered()
+        .returning(|_| Ok(vec![event("e1"), event("e2"), event("e3")]));
+    outbox
+        .expect_mark_delivered()
+        .with(eq(vec![EventId::new("e1")]))
+        .times(1)
+        .returning(|_| Ok(()));
+    let mut publisher = MockEventPublisher::new();
+    publisher
+        .expect_publish()
+        .withf(|e| e.event_id.as_str() == "e1")
+        .returning(|_| Ok(()));
+    publisher
+        .expect_publish()
+        .withf(|e| e.event_id.as_str() == "e2")
+        .times(1)
+        .returning(|_| Err(anyhow!("platform down")));
+    let relay = EventRelay::new(Arc::new(outbox), Arc::new(publisher));
+    let error = relay
+        .relay_once(10)
+        .await
+        .expect_err("the second event failed");
+    assert!(format!("{error:#}").contains("platform down"));
+}
