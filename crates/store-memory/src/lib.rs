@@ -1,1 +1,378 @@
-//! placeholder
+//! The in-memory store: every persistence port behind one mutex, with the same promises the
+//! MySQL adapter gives. Each method validates every precondition under the lock, then applies
+//! all of its changes; it never awaits or panics while holding the lock, so a failed call
+//! changes nothing and concurrent calls behave as if they ran one after another.
+//!
+//! State lives only as long as the process: this is the demo default and the second
+//! implementation of the persistence contract, not a database.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::errors::{
+    AddProductError, ChargeError, EditProductError, PayError, PlaceOrderError, RegisterError,
+};
+use domain::model::{
+    sales_hour, CatalogPage, NewProduct, Order, OrderLine, PaymentCompleted, PaymentPlan,
+    PaymentReceipt, Product, ProductEdit, RankedProduct, User,
+};
+use domain::ports::{
+    HealthProbe, OrderRepository, Outbox, PaymentRepository, ProductRepository, SalesRanking,
+    UserRepository,
+};
+use domain::values::{AmountError, EventId, Points, Price, ProductId, ProductName, Stock, UserId};
+
+/// Every persistence port, in memory. Share it as one `Arc` for all roles
+/// (see [`domain::Stores::from_one`]).
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    users: HashMap<UserId, Points>,
+    products: BTreeMap<ProductId, ProductRow>,
+    last_product_id: i64,
+    /// At most one pending form per user.
+    pending: HashMap<UserId, Order>,
+    /// The pending forms by expiry, so a sweep touches only what is due.
+    due: BTreeSet<(DateTime<Utc>, UserId)>,
+    payments: usize,
+    /// Units sold per product, per hour (the bucket's start).
+    sales: BTreeMap<DateTime<Utc>, HashMap<ProductId, i64>>,
+    outbox: VecDeque<PaymentCompleted>,
+}
+
+#[derive(Debug, Clone)]
+struct ProductRow {
+    name: ProductName,
+    price: Price,
+    available: Stock,
+    /// Units held by pending forms: `available + reserved` is what is on the shelf.
+    reserved: i64,
+}
+
+impl ProductRow {
+    fn to_product(&self, id: ProductId) -> Product {
+        Product {
+            id,
+            name: self.name.clone(),
+            price: self.price,
+            available: self.available,
+        }
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many payments were committed (for tests and the demo's log line).
+    pub fn payment_count(&self) -> usize {
+        self.lock().payments
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic under the lock would be a bug; the state is still consistent because every
+        // method validates before it mutates, so keep serving rather than poisoning every call.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Gives a pending form's units back to the available stock and forgets the form.
+    fn release(&mut self, user: &UserId) -> anyhow::Result<()> {
+        let Some(order) = self.pending.remove(user) else {
+            return Ok(());
+        };
+        self.due.remove(&(order.expires_at, user.clone()));
+        for line in &order.lines {
+            let row = self.row_mut(line.product_id)?;
+            row.available = row.available.checked_add(line.count)?;
+            row.reserved -= line.count.get();
+        }
+        Ok(())
+    }
+
+    fn row_mut(&mut self, id: ProductId) -> anyhow::Result<&mut ProductRow> {
+        self.products
+            .get_mut(&id)
+            .ok_or_else(|| anyhow!("product {id} vanished"))
+    }
+
+    /// Units of `product` the user's pending form would give back if it were replaced.
+    fn held_by(&self, user: &UserId, product: ProductId) -> i64 {
+        self.pending.get(user).map_or(0, |order| {
+            order
+                .lines
+                .iter()
+                .filter(|l| l.product_id == product)
+                .map(|l| l.count.get())
+                .sum()
+        })
+    }
+}
+
+#[async_trait]
+impl UserRepository for MemoryStore {
+    async fn register(&self, id: UserId) -> Result<User, RegisterError> {
+        let mut state = self.lock();
+        if state.users.contains_key(&id) {
+            return Err(RegisterError::AlreadyRegistered(id));
+        }
+        state.users.insert(id.clone(), Points::ZERO);
+        Ok(User {
+            id,
+            balance: Points::ZERO,
+        })
+    }
+
+    async fn charge(&self, id: UserId, amount: Points) -> Result<Points, ChargeError> {
+        let mut state = self.lock();
+        let Some(balance) = state.users.get_mut(&id) else {
+            return Err(ChargeError::UnknownUser(id));
+        };
+        *balance = balance.checked_add(amount)?;
+        Ok(*balance)
+    }
+
+    async fn balance(&self, id: UserId) -> anyhow::Result<Option<Points>> {
+        Ok(self.lock().users.get(&id).copied())
+    }
+}
+
+#[async_trait]
+impl ProductRepository for MemoryStore {
+    async fn product(&self, id: ProductId) -> anyhow::Result<Option<Product>> {
+        Ok(self.lock().products.get(&id).map(|row| row.to_product(id)))
+    }
+
+    async fn products(&self, ids: Vec<ProductId>) -> anyhow::Result<Vec<Product>> {
+        let state = self.lock();
+        let mut found: Vec<Product> = ids
+            .into_iter()
+            .filter_map(|id| state.products.get(&id).map(|row| row.to_product(id)))
+            .collect();
+        found.sort_by_key(|p| p.id);
+        found.dedup_by_key(|p| p.id);
+        Ok(found)
+    }
+
+    async fn page(&self, offset: u64, limit: u64) -> anyhow::Result<CatalogPage> {
+        let state = self.lock();
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        let take = usize::try_from(limit).unwrap_or(usize::MAX);
+        let products = state
+            .products
+            .iter()
+            .skip(skip)
+            .take(take)
+            .map(|(id, row)| row.to_product(*id));
+        Ok(CatalogPage {
+            products: products.collect(),
+            total: state.products.len() as u64,
+        })
+    }
+
+    async fn add(&self, product: NewProduct) -> Result<Product, AddProductError> {
+        let mut state = self.lock();
+        let next = state
+            .last_product_id
+            .checked_add(1)
+            .ok_or_else(|| anyhow!("no product ids left"))?;
+        let id = ProductId::new(next).map_err(anyhow::Error::from)?;
+        let row = ProductRow {
+            name: product.name,
+            price: product.price,
+            available: product.quantity,
+            reserved: 0,
+        };
+        let created = row.to_product(id);
+        state.products.insert(id, row);
+        state.last_product_id = next;
+        Ok(created)
+    }
+
+    async fn edit(&self, id: ProductId, edit: ProductEdit) -> Result<Product, EditProductError> {
+        let mut state = self.lock();
+        let Some(row) = state.products.get_mut(&id) else {
+            return Err(EditProductError::UnknownProduct(id));
+        };
+        let available = match edit.restock {
+            Some(units) => {
+                // Reserved units come back on expiry, so the shelf total must fit as well.
+                let on_shelf = row.available.get().checked_add(row.reserved);
+                let on_shelf = Stock::new(on_shelf.ok_or(AmountError::Overflow)?)?;
+                on_shelf.checked_add(units)?;
+                row.available.checked_add(units)?
+            }
+            None => row.available,
+        };
+        if let Some(name) = edit.name {
+            row.name = name;
+        }
+        if let Some(price) = edit.price {
+            row.price = price;
+        }
+        row.available = available;
+        Ok(row.to_product(id))
+    }
+}
+
+#[async_trait]
+impl OrderRepository for MemoryStore {
+    async fn place(&self, order: Order) -> Result<Order, PlaceOrderError> {
+        let mut state = self.lock();
+        let Some(&balance) = state.users.get(&order.user_id) else {
+            return Err(PlaceOrderError::UnknownUser(order.user_id));
+        };
+        for line in &order.lines {
+            if !state.products.contains_key(&line.product_id) {
+                return Err(PlaceOrderError::UnknownProduct(line.product_id));
+            }
+        }
+        for line in &order.lines {
+            let available = state.products[&line.product_id].available.get();
+            let given_back = state.held_by(&order.user_id, line.product_id);
+            if available.saturating_add(given_back) < line.count.get() {
+                return Err(PlaceOrderError::LackOfStock(line.product_id));
+            }
+        }
+        if balance < order.total {
+            return Err(PlaceOrderError::LackOfPoints);
+        }
+
+        state.release(&order.user_id)?;
+        for line in &order.lines {
+            let row = state.row_mut(line.product_id)?;
+            row.available = row
+                .available
+                .checked_take(line.count)
+                .ok_or_else(|| anyhow!("stock of {} changed under the lock", line.product_id))?;
+            row.reserved += line.count.get();
+        }
+        state.due.insert((order.expires_at, order.user_id.clone()));
+        state.pending.insert(order.user_id.clone(), order.clone());
+        Ok(order)
+    }
+
+    async fn pending(&self, user: UserId, now: DateTime<Utc>) -> anyhow::Result<Option<Order>> {
+        Ok(self
+            .lock()
+            .pending
+            .get(&user)
+            .filter(|order| order.is_payable_at(now))
+            .cloned())
+    }
+
+    async fn expire_due(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<usize> {
+        let mut state = self.lock();
+        let due: Vec<UserId> = state
+            .due
+            .iter()
+            .take_while(|(expires_at, _)| *expires_at <= now)
+            .take(limit)
+            .map(|(_, user)| user.clone())
+            .collect();
+        for user in &due {
+            state.release(user)?;
+        }
+        Ok(due.len())
+    }
+}
+
+#[async_trait]
+impl PaymentRepository for MemoryStore {
+    async fn commit_payment(&self, plan: PaymentPlan) -> Result<PaymentReceipt, PayError> {
+        let mut state = self.lock();
+        let payment = plan.payment;
+        let Some(form) = state.pending.get(&payment.user_id) else {
+            return Err(PayError::NoPendingOrder);
+        };
+        if form.id != payment.order_id || !form.is_payable_at(payment.paid_at) {
+            return Err(PayError::NoPendingOrder);
+        }
+        let lines: Vec<OrderLine> = form.lines.clone();
+        let expires_at = form.expires_at;
+        let Some(&balance) = state.users.get(&payment.user_id) else {
+            return Err(anyhow!("user {} of a pending form vanished", payment.user_id).into());
+        };
+        let Some(balance) = balance.checked_sub(payment.amount) else {
+            return Err(PayError::LackOfPoints);
+        };
+
+        state.users.insert(payment.user_id.clone(), balance);
+        state.pending.remove(&payment.user_id);
+        state.due.remove(&(expires_at, payment.user_id.clone()));
+        let bucket = sales_hour(payment.paid_at);
+        for line in &lines {
+            state.row_mut(line.product_id)?.reserved -= line.count.get();
+            let sold = state
+                .sales
+                .entry(bucket)
+                .or_default()
+                .entry(line.product_id)
+                .or_insert(0);
+            *sold = sold.saturating_add(line.count.get());
+        }
+        state.payments += 1;
+        state.outbox.push_back(plan.event);
+        Ok(PaymentReceipt { payment, balance })
+    }
+}
+
+#[async_trait]
+impl SalesRanking for MemoryStore {
+    async fn top_sellers(
+        &self,
+        since: DateTime<Utc>,
+        size: usize,
+    ) -> anyhow::Result<Vec<RankedProduct>> {
+        let state = self.lock();
+        let mut sold: HashMap<ProductId, i64> = HashMap::new();
+        for bucket in state.sales.range(since..).map(|(_, bucket)| bucket) {
+            for (product, units) in bucket {
+                let total = sold.entry(*product).or_insert(0);
+                *total = total.saturating_add(*units);
+            }
+        }
+        let mut ranked: Vec<(ProductId, i64)> = sold.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(ranked
+            .into_iter()
+            .filter_map(|(id, sold)| {
+                state.products.get(&id).map(|row| RankedProduct {
+                    product: row.to_product(id),
+                    sold,
+                })
+            })
+            .take(size)
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn undelivered(&self, limit: usize) -> anyhow::Result<Vec<PaymentCompleted>> {
+        Ok(self.lock().outbox.iter().take(limit).cloned().collect())
+    }
+
+    async fn mark_delivered(&self, ids: Vec<EventId>) -> anyhow::Result<()> {
+        self.lock()
+            .outbox
+            .retain(|event| !ids.contains(&event.event_id));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HealthProbe for MemoryStore {
+    async fn check(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

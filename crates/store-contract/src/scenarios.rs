@@ -1,0 +1,740 @@
+//! The scenarios. Each takes a fresh, empty store. Rejections are followed by checks that
+//! balances, stock, pending forms, sales and queued events are exactly as before.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use domain::errors::{ChargeError, EditProductError, PayError, PlaceOrderError, RegisterError};
+use domain::model::{ProductEdit, RankedProduct};
+use domain::values::{AmountError, Count, Price, ProductId, ProductName};
+use tokio::task::JoinSet;
+
+use crate::support::{
+    available, balance, form, pending_id, plan, points, product_with, queued_events, secs, sold,
+    t0, uid, user_with, Store,
+};
+
+const TTL: TimeDelta = TimeDelta::seconds(600);
+
+pub async fn register_starts_at_zero_and_refuses_duplicates<S: Store>(store: Arc<S>) {
+    let user = store
+        .register(uid("alice"))
+        .await
+        .expect("first registration");
+    assert_eq!(user.balance.get(), 0);
+    store.charge(uid("alice"), points(7)).await.expect("charge");
+    let again = store.register(uid("alice")).await;
+    assert!(
+        matches!(again, Err(RegisterError::AlreadyRegistered(_))),
+        "{again:?}"
+    );
+    assert_eq!(
+        balance(&store, &uid("alice")).await,
+        7,
+        "a refused registration resets nothing"
+    );
+    assert_eq!(store.balance(uid("nobody")).await.expect("read"), None);
+}
+
+pub async fn charge_adds_and_a_refused_charge_changes_nothing<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 0).await;
+    assert_eq!(
+        store
+            .charge(alice.clone(), points(1_000))
+            .await
+            .expect("charge")
+            .get(),
+        1_000
+    );
+    assert_eq!(
+        store
+            .charge(alice.clone(), points(1))
+            .await
+            .expect("charge")
+            .get(),
+        1_001
+    );
+
+    let unknown = store.charge(uid("ghost"), points(5)).await;
+    assert!(
+        matches!(unknown, Err(ChargeError::UnknownUser(_))),
+        "{unknown:?}"
+    );
+    assert_eq!(
+        store.balance(uid("ghost")).await.expect("read"),
+        None,
+        "no implicit account"
+    );
+
+    let overflow = store.charge(alice.clone(), points(i64::MAX)).await;
+    assert!(
+        matches!(overflow, Err(ChargeError::Amount(AmountError::Overflow))),
+        "{overflow:?}"
+    );
+    assert_eq!(balance(&store, &alice).await, 1_001);
+
+    let rich = user_with(&store, "rich", i64::MAX).await;
+    assert_eq!(
+        balance(&store, &rich).await,
+        i64::MAX,
+        "the largest balance is allowed"
+    );
+}
+
+pub async fn catalog_assigns_ids_pages_and_edits<S: Store>(store: Arc<S>) {
+    let first = product_with(&store, 100, 5).await;
+    let second = product_with(&store, 200, 0).await;
+    let third = product_with(&store, 300, 7).await;
+    assert!(
+        first < second && second < third,
+        "ids ascend in insertion order"
+    );
+
+    let page = store.page(0, 2).await.expect("page");
+    assert_eq!(page.total, 3);
+    assert_eq!(
+        page.products.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![first, second]
+    );
+    let rest = store.page(2, 2).await.expect("page");
+    assert_eq!(
+        rest.products.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![third]
+    );
+    assert!(store.page(3, 10).await.expect("page").products.is_empty());
+
+    let found = store
+        .products(vec![third, ProductId::new(999).expect("id"), first])
+        .await;
+    assert_eq!(
+        found
+            .expect("read")
+            .iter()
+            .map(|p| p.id)
+            .collect::<Vec<_>>(),
+        vec![first, third]
+    );
+
+    let edit = ProductEdit {
+        name: Some(ProductName::parse("Green tea").expect("name")),
+        price: Some(Price::new(150).expect("price")),
+        restock: Some(Count::new(3).expect("count")),
+    };
+    let edited = store.edit(first, edit).await.expect("edit");
+    assert_eq!(
+        (
+            edited.name.as_str(),
+            edited.price.get(),
+            edited.available.get()
+        ),
+        ("Green tea", 150, 8)
+    );
+    let reread = store.product(first).await.expect("read").expect("exists");
+    assert_eq!(reread, edited);
+
+    let missing = ProductId::new(999).expect("id");
+    let unknown = store.edit(missing, ProductEdit::default()).await;
+    assert!(
+        matches!(unknown, Err(EditProductError::UnknownProduct(_))),
+        "{unknown:?}"
+    );
+    assert_eq!(store.product(missing).await.expect("read"), None);
+}
+
+pub async fn restock_that_would_overflow_changes_nothing<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 1_000).await;
+    let product = product_with(&store, 1, i64::MAX).await;
+    store
+        .place(form(&alice, "o1", &[(product, 10, 1)], t0(), TTL))
+        .await
+        .expect("order");
+    // 10 units are reserved: available alone has room, but available + reserved is at the
+    // maximum, and the reserved units come back on expiry, so even 1 more would overflow.
+    let edit = ProductEdit {
+        name: Some(ProductName::parse("Renamed").expect("name")),
+        restock: Some(Count::new(1).expect("count")),
+        ..ProductEdit::default()
+    };
+    let result = store.edit(product, edit).await;
+    assert!(
+        matches!(result, Err(EditProductError::Amount(AmountError::Overflow))),
+        "{result:?}"
+    );
+    let unchanged = store.product(product).await.expect("read").expect("exists");
+    assert_eq!(unchanged.available.get(), i64::MAX - 10);
+    assert_eq!(
+        unchanged.name.as_str(),
+        "Contract tea",
+        "a refused edit renames nothing"
+    );
+}
+
+pub async fn order_reserves_every_line_or_none<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 10_000).await;
+    let tea = product_with(&store, 100, 5).await;
+    let cake = product_with(&store, 200, 1).await;
+
+    let too_much = form(&alice, "o1", &[(tea, 2, 100), (cake, 2, 200)], t0(), TTL);
+    let result = store.place(too_much).await;
+    assert!(
+        matches!(result, Err(PlaceOrderError::LackOfStock(id)) if id == cake),
+        "{result:?}"
+    );
+    assert_eq!(
+        (available(&store, tea).await, available(&store, cake).await),
+        (5, 1)
+    );
+    assert_eq!(pending_id(&store, &alice, t0()).await, None);
+
+    let order = form(&alice, "o2", &[(tea, 2, 100), (cake, 1, 200)], t0(), TTL);
+    let placed = store.place(order.clone()).await.expect("order");
+    assert_eq!(placed, order);
+    assert_eq!(
+        (available(&store, tea).await, available(&store, cake).await),
+        (3, 0)
+    );
+    assert_eq!(
+        pending_id(&store, &alice, t0()).await.as_deref(),
+        Some("o2")
+    );
+    let stored = store
+        .pending(alice.clone(), t0())
+        .await
+        .expect("read")
+        .expect("pending");
+    assert_eq!(stored, order, "the form reads back exactly");
+    assert_eq!(
+        balance(&store, &alice).await,
+        10_000,
+        "ordering does not debit"
+    );
+}
+
+pub async fn order_checks_stock_before_points<S: Store>(store: Arc<S>) {
+    let poor = user_with(&store, "poor", 10).await;
+    let tea = product_with(&store, 100, 1).await;
+    let both_short = form(&poor, "o1", &[(tea, 2, 100)], t0(), TTL);
+    let result = store.place(both_short).await;
+    assert!(
+        matches!(result, Err(PlaceOrderError::LackOfStock(_))),
+        "{result:?}"
+    );
+}
+
+pub async fn order_without_enough_points_changes_nothing<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 299).await;
+    let tea = product_with(&store, 100, 5).await;
+    store
+        .place(form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL))
+        .await
+        .expect("first order");
+
+    let result = store
+        .place(form(&alice, "o2", &[(tea, 3, 100)], t0(), TTL))
+        .await;
+    assert!(
+        matches!(result, Err(PlaceOrderError::LackOfPoints)),
+        "{result:?}"
+    );
+    assert_eq!(
+        available(&store, tea).await,
+        4,
+        "the old reservation still holds"
+    );
+    assert_eq!(
+        pending_id(&store, &alice, t0()).await.as_deref(),
+        Some("o1")
+    );
+    assert_eq!(balance(&store, &alice).await, 299);
+
+    let exact = store
+        .place(form(&alice, "o3", &[(tea, 2, 100)], t0(), TTL))
+        .await;
+    assert!(
+        exact.is_ok(),
+        "a balance equal to the total is enough: {exact:?}"
+    );
+}
+
+pub async fn order_by_unknown_user_or_for_unknown_product_changes_nothing<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 1_000).await;
+    let tea = product_with(&store, 100, 5).await;
+    let ghost = ProductId::new(tea.get() + 1_000).expect("id");
+
+    let result = store
+        .place(form(&uid("ghost"), "o1", &[(tea, 1, 100)], t0(), TTL))
+        .await;
+    assert!(
+        matches!(result, Err(PlaceOrderError::UnknownUser(_))),
+        "{result:?}"
+    );
+    assert_eq!(store.balance(uid("ghost")).await.expect("read"), None);
+
+    let result = store
+        .place(form(
+            &alice,
+            "o2",
+            &[(tea, 1, 100), (ghost, 1, 100)],
+            t0(),
+            TTL,
+        ))
+        .await;
+    assert!(
+        matches!(result, Err(PlaceOrderError::UnknownProduct(id)) if id == ghost),
+        "{result:?}"
+    );
+    assert_eq!(available(&store, tea).await, 5);
+    assert_eq!(pending_id(&store, &alice, t0()).await, None);
+}
+
+pub async fn new_order_replaces_the_pending_form_counting_its_release<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 10_000).await;
+    let tea = product_with(&store, 100, 5).await;
+    let cake = product_with(&store, 50, 5).await;
+    store
+        .place(form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL))
+        .await
+        .expect("first order");
+    assert_eq!(available(&store, tea).await, 0);
+
+    // All five units are held by the old form; the new order may take them back.
+    let second = form(
+        &alice,
+        "o2",
+        &[(tea, 4, 100), (cake, 1, 50)],
+        t0() + secs(1),
+        TTL,
+    );
+    store.place(second).await.expect("replacement");
+    assert_eq!(
+        (available(&store, tea).await, available(&store, cake).await),
+        (1, 4)
+    );
+    assert_eq!(
+        pending_id(&store, &alice, t0() + secs(1)).await.as_deref(),
+        Some("o2")
+    );
+
+    let stale = store
+        .commit_payment(plan(
+            &form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL),
+            t0() + secs(2),
+        ))
+        .await;
+    assert!(
+        matches!(stale, Err(PayError::NoPendingOrder)),
+        "the replaced form is gone: {stale:?}"
+    );
+    assert_eq!(balance(&store, &alice).await, 10_000);
+}
+
+pub async fn failed_replacement_keeps_the_old_form<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 10_000).await;
+    let tea = product_with(&store, 100, 5).await;
+    store
+        .place(form(&alice, "o1", &[(tea, 3, 100)], t0(), TTL))
+        .await
+        .expect("first order");
+
+    let result = store
+        .place(form(&alice, "o2", &[(tea, 6, 100)], t0(), TTL))
+        .await;
+    assert!(
+        matches!(result, Err(PlaceOrderError::LackOfStock(_))),
+        "{result:?}"
+    );
+    assert_eq!(available(&store, tea).await, 2);
+    assert_eq!(
+        pending_id(&store, &alice, t0()).await.as_deref(),
+        Some("o1")
+    );
+}
+
+pub async fn pay_debits_settles_records_sales_and_queues_one_event<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 1_000).await;
+    let tea = product_with(&store, 100, 5).await;
+    let order = form(&alice, "o1", &[(tea, 3, 100)], t0(), TTL);
+    store.place(order.clone()).await.expect("order");
+
+    let the_plan = plan(&order, t0() + secs(10));
+    let receipt = store
+        .commit_payment(the_plan.clone())
+        .await
+        .expect("payment");
+    assert_eq!(receipt.balance.get(), 700);
+    assert_eq!(receipt.payment, the_plan.payment);
+    assert_eq!(balance(&store, &alice).await, 700);
+    assert_eq!(
+        available(&store, tea).await,
+        2,
+        "sold units do not come back"
+    );
+    assert_eq!(pending_id(&store, &alice, t0() + secs(10)).await, None);
+    assert_eq!(sold(&store, tea).await, 3);
+    let events = store.undelivered(10).await.expect("outbox");
+    assert_eq!(
+        events,
+        vec![the_plan.event],
+        "exactly one event, exactly as planned"
+    );
+
+    let swept = store
+        .expire_due(t0() + secs(3_600), 100)
+        .await
+        .expect("sweep");
+    assert_eq!(swept, 0, "a paid form never expires");
+    assert_eq!(available(&store, tea).await, 2);
+}
+
+pub async fn pay_succeeds_once<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 1_000).await;
+    let tea = product_with(&store, 100, 5).await;
+    let order = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
+    store.place(order.clone()).await.expect("order");
+    store
+        .commit_payment(plan(&order, t0() + secs(1)))
+        .await
+        .expect("first payment");
+
+    let again = store.commit_payment(plan(&order, t0() + secs(2))).await;
+    assert!(matches!(again, Err(PayError::NoPendingOrder)), "{again:?}");
+    assert_eq!(balance(&store, &alice).await, 900);
+    assert_eq!(sold(&store, tea).await, 1);
+    assert_eq!(queued_events(&store).await, 1);
+}
+
+pub async fn pay_without_enough_points_changes_nothing<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 100).await;
+    let tea = product_with(&store, 100, 5).await;
+    let order = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
+    store.place(order.clone()).await.expect("order");
+
+    let mut too_dear = plan(&order, t0() + secs(1));
+    too_dear.payment.amount = points(101);
+    let result = store.commit_payment(too_dear).await;
+    assert!(matches!(result, Err(PayError::LackOfPoints)), "{result:?}");
+    assert_eq!(balance(&store, &alice).await, 100);
+    assert_eq!(available(&store, tea).await, 4);
+    assert_eq!(
+        pending_id(&store, &alice, t0() + secs(1)).await.as_deref(),
+        Some("o1")
+    );
+    assert_eq!(sold(&store, tea).await, 0);
+    assert_eq!(queued_events(&store).await, 0);
+
+    store
+        .commit_payment(plan(&order, t0() + secs(2)))
+        .await
+        .expect("an exact balance pays");
+    assert_eq!(balance(&store, &alice).await, 0);
+}
+
+pub async fn pay_of_a_replaced_form_fails<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 1_000).await;
+    let tea = product_with(&store, 100, 5).await;
+    let first = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
+    store.place(first.clone()).await.expect("first order");
+    store
+        .place(form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL))
+        .await
+        .expect("second order");
+
+    let result = store.commit_payment(plan(&first, t0() + secs(1))).await;
+    assert!(
+        matches!(result, Err(PayError::NoPendingOrder)),
+        "{result:?}"
+    );
+    assert_eq!(balance(&store, &alice).await, 1_000);
+    assert_eq!(available(&store, tea).await, 4);
+}
+
+pub async fn expiry_is_due_at_the_instant_and_releases_once<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 1_000).await;
+    let bob = user_with(&store, "bob", 1_000).await;
+    let tea = product_with(&store, 100, 5).await;
+    store
+        .place(form(&alice, "a1", &[(tea, 2, 100)], t0(), secs(60)))
+        .await
+        .expect("order");
+    store
+        .place(form(&bob, "b1", &[(tea, 1, 100)], t0(), secs(61)))
+        .await
+        .expect("order");
+    assert_eq!(available(&store, tea).await, 2);
+
+    assert_eq!(
+        store.expire_due(t0() + secs(59), 100).await.expect("sweep"),
+        0
+    );
+    assert_eq!(
+        pending_id(&store, &alice, t0() + secs(59)).await.as_deref(),
+        Some("a1")
+    );
+    assert_eq!(
+        pending_id(&store, &alice, t0() + secs(60)).await,
+        None,
+        "gone at the instant"
+    );
+
+    assert_eq!(
+        store.expire_due(t0() + secs(60), 100).await.expect("sweep"),
+        1
+    );
+    assert_eq!(available(&store, tea).await, 4);
+    assert_eq!(
+        store.expire_due(t0() + secs(60), 100).await.expect("sweep"),
+        0,
+        "released once"
+    );
+    assert_eq!(available(&store, tea).await, 4);
+    assert_eq!(
+        pending_id(&store, &bob, t0() + secs(60)).await.as_deref(),
+        Some("b1")
+    );
+
+    assert_eq!(
+        store
+            .expire_due(t0() + secs(3_600), 100)
+            .await
+            .expect("sweep"),
+        1
+    );
+    assert_eq!(available(&store, tea).await, 5);
+}
+
+pub async fn expired_form_cannot_be_paid_and_paid_form_cannot_expire<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 1_000).await;
+    let tea = product_with(&store, 100, 5).await;
+    let order = form(&alice, "o1", &[(tea, 1, 100)], t0(), secs(60));
+    store.place(order.clone()).await.expect("order");
+
+    // Due but not yet swept: paying at the expiry instant must still fail.
+    let late = store.commit_payment(plan(&order, t0() + secs(60))).await;
+    assert!(matches!(late, Err(PayError::NoPendingOrder)), "{late:?}");
+    assert_eq!(balance(&store, &alice).await, 1_000);
+    assert_eq!(
+        store.expire_due(t0() + secs(60), 100).await.expect("sweep"),
+        1
+    );
+    let after_sweep = store.commit_payment(plan(&order, t0() + secs(59))).await;
+    assert!(
+        matches!(after_sweep, Err(PayError::NoPendingOrder)),
+        "{after_sweep:?}"
+    );
+    assert_eq!(
+        (balance(&store, &alice).await, available(&store, tea).await),
+        (1_000, 5)
+    );
+    assert_eq!(sold(&store, tea).await, 0);
+    assert_eq!(queued_events(&store).await, 0);
+}
+
+pub async fn ranking_sums_paid_units_in_the_window_ties_by_id<S: Store>(store: Arc<S>) {
+    let buyer = user_with(&store, "buyer", 1_000_000).await;
+    let products = [
+        product_with(&store, 1, 100).await,
+        product_with(&store, 1, 100).await,
+        product_with(&store, 1, 100).await,
+        product_with(&store, 1, 100).await,
+    ];
+    let [a, b, c, d] = products;
+    let now = t0() + TimeDelta::days(10);
+    let mut n = 0;
+    let mut buy = |lines: Vec<(ProductId, i64, i64)>, at| {
+        n += 1;
+        (form(&buyer, &format!("o{n}"), &lines, at, TTL), at)
+    };
+    let purchases = [
+        buy(vec![(a, 2, 1), (b, 5, 1)], now - TimeDelta::hours(1)),
+        buy(vec![(a, 3, 1)], now - TimeDelta::days(2)),
+        buy(vec![(c, 5, 1)], now - secs(5)),
+        buy(vec![(d, 50, 1)], now - TimeDelta::days(4)),
+    ];
+    for (order, at) in &purchases {
+        store.place(order.clone()).await.expect("order");
+        store
+            .commit_payment(plan(order, *at + secs(1)))
+            .await
+            .expect("payment");
+    }
+    // Reserved but unpaid units do not count.
+    store
+        .place(form(&buyer, "unpaid", &[(d, 20, 1)], now, TTL))
+        .await
+        .expect("order");
+
+    let since = now - TimeDelta::days(3);
+    let ranked = store.top_sellers(since, 10).await.expect("ranking");
+    let summary: Vec<(ProductId, i64)> = ranked
+        .iter()
+        .map(|r: &RankedProduct| (r.product.id, r.sold))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(a, 5), (b, 5), (c, 5)],
+        "ties by id; old sales and reservations excluded"
+    );
+    assert_eq!(
+        ranked[0].product.available.get(),
+        95,
+        "products carry their current stock"
+    );
+    let top_two = store.top_sellers(since, 2).await.expect("ranking");
+    assert_eq!(
+        top_two.iter().map(|r| r.product.id).collect::<Vec<_>>(),
+        vec![a, b]
+    );
+}
+
+pub async fn outbox_keeps_events_in_order_until_delivered<S: Store>(store: Arc<S>) {
+    let tea = product_with(&store, 10, 10).await;
+    let mut plans = Vec::new();
+    for (i, name) in ["u1", "u2", "u3"].iter().enumerate() {
+        let user = user_with(&store, name, 100).await;
+        let order = form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), TTL);
+        store.place(order.clone()).await.expect("order");
+        let the_plan = plan(&order, t0() + secs(i as i64 + 1));
+        store
+            .commit_payment(the_plan.clone())
+            .await
+            .expect("payment");
+        plans.push(the_plan);
+    }
+    let ids = |events: Vec<domain::model::PaymentCompleted>| {
+        events.into_iter().map(|e| e.event_id).collect::<Vec<_>>()
+    };
+    let all: Vec<_> = plans.iter().map(|p| p.event.event_id.clone()).collect();
+    assert_eq!(
+        ids(store.undelivered(2).await.expect("outbox")),
+        all[..2].to_vec()
+    );
+    store
+        .mark_delivered(vec![all[0].clone()])
+        .await
+        .expect("mark");
+    assert_eq!(
+        ids(store.undelivered(10).await.expect("outbox")),
+        all[1..].to_vec()
+    );
+    store
+        .mark_delivered(all.clone())
+        .await
+        .expect("marking twice is harmless");
+    assert!(store.undelivered(10).await.expect("outbox").is_empty());
+}
+
+pub async fn health_reports_a_reachable_store<S: Store>(store: Arc<S>) {
+    store.check().await.expect("a fresh store is healthy");
+}
+
+pub async fn concurrent_orders_never_oversell<S: Store>(store: Arc<S>) {
+    let tea = product_with(&store, 10, 10).await;
+    let mut users = Vec::new();
+    for i in 0..100 {
+        users.push(user_with(&store, &format!("buyer{i}"), 1_000).await);
+    }
+    let mut tasks = JoinSet::new();
+    for (i, user) in users.into_iter().enumerate() {
+        let store = store.clone();
+        tasks.spawn(async move {
+            store
+                .place(form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), TTL))
+                .await
+        });
+    }
+    let (mut accepted, mut short) = (0, 0);
+    while let Some(result) = tasks.join_next().await {
+        match result.expect("task") {
+            Ok(_) => accepted += 1,
+            Err(PlaceOrderError::LackOfStock(_)) => short += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((accepted, short), (10, 90));
+    assert_eq!(available(&store, tea).await, 0);
+    assert_eq!(
+        store.expire_due(t0() + TTL, 1_000).await.expect("sweep"),
+        10
+    );
+    assert_eq!(
+        available(&store, tea).await,
+        10,
+        "every reservation comes back exactly once"
+    );
+}
+
+pub async fn concurrent_charges_are_never_lost<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 0).await;
+    let mut tasks = JoinSet::new();
+    for _ in 0..200 {
+        let (store, alice) = (store.clone(), alice.clone());
+        tasks.spawn(async move { store.charge(alice, points(1)).await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.expect("task").expect("charge");
+    }
+    assert_eq!(balance(&store, &alice).await, 200);
+}
+
+pub async fn concurrent_pays_of_one_form_succeed_once<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 1_000).await;
+    let tea = product_with(&store, 100, 5).await;
+    let order = form(&alice, "o1", &[(tea, 2, 100)], t0(), TTL);
+    store.place(order.clone()).await.expect("order");
+    let mut tasks = JoinSet::new();
+    for i in 0..20 {
+        let (store, mut the_plan) = (store.clone(), plan(&order, t0() + secs(1)));
+        the_plan.payment.id = domain::values::PaymentId::new(format!("pay-{i}"));
+        the_plan.event.event_id = domain::values::EventId::new(format!("event-{i}"));
+        tasks.spawn(async move { store.commit_payment(the_plan).await });
+    }
+    let mut paid = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.expect("task") {
+            Ok(_) => paid += 1,
+            Err(PayError::NoPendingOrder) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(paid, 1);
+    assert_eq!(balance(&store, &alice).await, 800);
+    assert_eq!(sold(&store, tea).await, 2);
+    assert_eq!(queued_events(&store).await, 1);
+    assert_eq!(available(&store, tea).await, 3);
+}
+
+pub async fn concurrent_orders_by_one_user_leave_one_form<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 1_000_000).await;
+    let tea = product_with(&store, 10, 100).await;
+    let mut tasks = JoinSet::new();
+    for i in 1..=40 {
+        let (store, alice) = (store.clone(), alice.clone());
+        tasks.spawn(async move {
+            store
+                .place(form(&alice, &format!("o{i}"), &[(tea, i, 10)], t0(), TTL))
+                .await
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result
+            .expect("task")
+            .expect("every replacement fits in the stock");
+    }
+    let pending = store
+        .pending(alice.clone(), t0())
+        .await
+        .expect("read")
+        .expect("one pending form");
+    let held = pending.lines[0].count.get();
+    assert_eq!(
+        available(&store, tea).await,
+        100 - held,
+        "only the surviving form holds stock"
+    );
+    assert_eq!(
+        store.expire_due(t0() + TTL, 1_000).await.expect("sweep"),
+        1,
+        "exactly one form"
+    );
+    assert_eq!(available(&store, tea).await, 100, "no leaked reservation");
+}

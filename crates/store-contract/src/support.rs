@@ -1,0 +1,171 @@
+//! Builders and probes the scenarios share.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use domain::model::{
+    NewProduct, Order, OrderLine, OrderStatus, Payment, PaymentCompleted, PaymentPlan,
+};
+use domain::ports::{
+    HealthProbe, OrderRepository, Outbox, PaymentRepository, ProductRepository, SalesRanking,
+    UserRepository,
+};
+use domain::values::{
+    Count, EventId, OrderId, PaymentId, Points, Price, ProductId, ProductName, Stock, UserId,
+};
+
+/// Everything a persistence adapter implements.
+pub trait Store:
+    UserRepository
+    + ProductRepository
+    + OrderRepository
+    + PaymentRepository
+    + SalesRanking
+    + Outbox
+    + HealthProbe
+{
+}
+
+impl<T> Store for T where
+    T: UserRepository
+        + ProductRepository
+        + OrderRepository
+        + PaymentRepository
+        + SalesRanking
+        + Outbox
+        + HealthProbe
+{
+}
+
+/// A fixed instant the scenarios count from.
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000, 0).expect("valid time")
+}
+
+pub fn secs(n: i64) -> TimeDelta {
+    TimeDelta::seconds(n)
+}
+
+pub fn uid(raw: &str) -> UserId {
+    UserId::parse(raw).expect("valid user id")
+}
+
+pub fn points(raw: i64) -> Points {
+    Points::new(raw).expect("valid points")
+}
+
+pub async fn user_with<S: Store>(store: &Arc<S>, name: &str, balance: i64) -> UserId {
+    let id = uid(name);
+    store.register(id.clone()).await.expect("register");
+    if balance > 0 {
+        store
+            .charge(id.clone(), points(balance))
+            .await
+            .expect("charge");
+    }
+    id
+}
+
+pub async fn product_with<S: Store>(store: &Arc<S>, price: i64, quantity: i64) -> ProductId {
+    let product = NewProduct {
+        name: ProductName::parse("Contract tea").expect("valid name"),
+        price: Price::new(price).expect("valid price"),
+        quantity: Stock::new(quantity).expect("valid stock"),
+    };
+    store.add(product).await.expect("add product").id
+}
+
+/// A pending form created at `at` that expires `ttl` later; `lines` are
+/// `(product, count, unit price)`.
+pub fn form(
+    user: &UserId,
+    id: &str,
+    lines: &[(ProductId, i64, i64)],
+    at: DateTime<Utc>,
+    ttl: TimeDelta,
+) -> Order {
+    let lines: Vec<OrderLine> = lines
+        .iter()
+        .map(|&(product_id, count, price)| OrderLine {
+            product_id,
+            count: Count::new(count).expect("valid count"),
+            price: Price::new(price).expect("valid price"),
+        })
+        .collect();
+    let total = lines.iter().map(|l| l.price.get() * l.count.get()).sum();
+    Order {
+        id: OrderId::new(id),
+        user_id: user.clone(),
+        lines,
+        total: points(total),
+        created_at: at,
+        expires_at: at + ttl,
+        status: OrderStatus::Pending,
+    }
+}
+
+/// The plan the pay use case would build for `order` at `paid_at`.
+pub fn plan(order: &Order, paid_at: DateTime<Utc>) -> PaymentPlan {
+    let payment = Payment {
+        id: PaymentId::new(format!("pay-{}", order.id)),
+        order_id: order.id.clone(),
+        user_id: order.user_id.clone(),
+        amount: order.total,
+        paid_at,
+        lines: order.lines.clone(),
+    };
+    let event = PaymentCompleted {
+        event_id: EventId::new(format!("event-{}", order.id)),
+        occurred_at: paid_at,
+        payment: payment.clone(),
+    };
+    PaymentPlan { payment, event }
+}
+
+pub async fn available<S: Store>(store: &Arc<S>, id: ProductId) -> i64 {
+    store
+        .product(id)
+        .await
+        .expect("read product")
+        .expect("product exists")
+        .available
+        .get()
+}
+
+pub async fn balance<S: Store>(store: &Arc<S>, user: &UserId) -> i64 {
+    store
+        .balance(user.clone())
+        .await
+        .expect("read balance")
+        .expect("user exists")
+        .get()
+}
+
+pub async fn pending_id<S: Store>(
+    store: &Arc<S>,
+    user: &UserId,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let order = store
+        .pending(user.clone(), now)
+        .await
+        .expect("read pending form");
+    order.map(|o| o.id.to_string())
+}
+
+pub async fn queued_events<S: Store>(store: &Arc<S>) -> usize {
+    store
+        .undelivered(usize::MAX)
+        .await
+        .expect("read outbox")
+        .len()
+}
+
+pub async fn sold<S: Store>(store: &Arc<S>, id: ProductId) -> i64 {
+    let since = t0() - TimeDelta::days(30);
+    let ranked = store.top_sellers(since, 1_000).await.expect("read ranking");
+    ranked
+        .iter()
+        .find(|r| r.product.id == id)
+        .map_or(0, |r| r.sold)
+}

@@ -1,0 +1,7 @@
+//! The in-memory store passes the persistence contract.
+
+use std::sync::Arc;
+
+use store_memory::MemoryStore;
+
+store_contract::store_contract!(async { Arc::new(MemoryStore::new()) });
