@@ -5,11 +5,13 @@
 //! - [`errors`]: one error enum per use case.
 //! - [`ports`]: the traits adapters implement.
 //! - [`service`]: the use cases ([`Mall`], [`EventRelay`]).
+//! - [`support`]: a hand-moved clock and sequential ids.
 
 pub mod errors;
 pub mod model;
 pub mod ports;
 pub mod service;
+pub mod support;
 pub mod values;
 
 pub use service::{EventRelay, Mall, Settings, Stores, MAX_PAGE_SIZE};

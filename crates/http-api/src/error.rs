@@ -1,0 +1,340 @@
+//! `ApiError`: the one place where every failure becomes a SPEC error code, an HTTP status and
+//! a JSON body `{"errorcode": N, "message": "..."}`.
+
+use std::fmt;
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use domain::errors::{
+    AddProductError, BalanceError, CatalogError, ChargeError, EditProductError, PayError,
+    PendingOrderError, PlaceOrderError, ProductLookupError, RankingError, RegisterError,
+};
+use domain::model::OrderItemsError;
+use domain::values::{AmountError, InvalidProductId, InvalidProductName, InvalidUserId};
+use serde::Serialize;
+
+/// SPEC §2 error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorCode {
+    Success = 0,
+    InvalidRequest = 1,
+    InvalidAmount = 2,
+    LackOfPoint = 3,
+    LackOfProducts = 4,
+    NoPendingOrder = 5,
+    Unauthorized = 6,
+    Unavailable = 7,
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(*self as u8)
+    }
+}
+
+/// A failed request: what the client is told.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    errorcode: ErrorCode,
+    message: &'a str,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400, code 1: malformed body, bad id, mismatched pay items.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    }
+
+    /// 404, code 1: unknown user, product or route.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::InvalidRequest, message)
+    }
+
+    /// 405, code 1: the route exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::InvalidRequest,
+            "this method is not allowed on this route",
+        )
+    }
+
+    /// 400, code 2.
+    pub fn invalid_amount(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidAmount, message)
+    }
+
+    /// 401, code 6: missing or wrong credentials.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+    }
+
+    /// 403, code 6: not allowed.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Unauthorized, message)
+    }
+
+    /// 503, code 7. The cause is logged with its whole chain and never shown to the client.
+    pub fn unavailable(cause: &anyhow::Error) -> Self {
+        tracing::error!(error = format!("{cause:#}"), "request failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the service is unavailable, retry later",
+        )
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (errorcode {}): {}",
+            self.status, self.code as u8, self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        response.json(ErrorBody {
+            errorcode: self.code,
+            message: &self.message,
+        })
+    }
+}
+
+// Actix's own rejections, routed here by the extractor configs in `crate::configure`.
+
+impl From<&JsonPayloadError> for ApiError {
+    fn from(error: &JsonPayloadError) -> Self {
+        match error {
+            JsonPayloadError::OverflowKnownLength { limit, .. }
+            | JsonPayloadError::Overflow { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::InvalidRequest,
+                format!("the JSON body is larger than {limit} bytes"),
+            ),
+            JsonPayloadError::ContentType => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::InvalidRequest,
+                "the body must be JSON with Content-Type: application/json",
+            ),
+            JsonPayloadError::Deserialize(cause) => {
+                Self::bad_request(format!("malformed JSON body: {cause}"))
+            }
+            other => Self::bad_request(format!("unreadable body: {other}")),
+        }
+    }
+}
+
+impl From<&PathError> for ApiError {
+    fn from(error: &PathError) -> Self {
+        Self::bad_request(format!("bad path: {error}"))
+    }
+}
+
+impl From<&QueryPayloadError> for ApiError {
+    fn from(error: &QueryPayloadError) -> Self {
+        Self::bad_request(format!("bad query string: {error}"))
+    }
+}
+
+// Validation failures of the value types.
+
+impl From<InvalidUserId> for ApiError {
+    fn from(error: InvalidUserId) -> Self {
+        Self::bad_request(error.to_string())
+    }
+}
+
+impl From<InvalidProductId> for ApiError {
+    fn from(error: InvalidProductId) -> Self {
+        Self::bad_request(error.to_string())
+    }
+}
+
+impl From<InvalidProductName> for ApiError {
+    fn from(error: InvalidProductName) -> Self {
+        Self::bad_request(error.to_string())
+    }
+}
+
+impl From<AmountError> for ApiError {
+    fn from(error: AmountError) -> Self {
+        Self::invalid_amount(error.to_string())
+    }
+}
+
+impl From<OrderItemsError> for ApiError {
+    fn from(error: OrderItemsError) -> Self {
+        match error {
+            OrderItemsError::Amount(amount) => amount.into(),
+            shape @ (OrderItemsError::Empty | OrderItemsError::TooManyLines) => {
+                Self::bad_request(shape.to_string())
+            }
+        }
+    }
+}
+
+// Use-case outcomes.
+
+impl From<RegisterError> for ApiError {
+    fn from(error: RegisterError) -> Self {
+        match error {
+            RegisterError::AlreadyRegistered(_) => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::InvalidRequest,
+                error.to_string(),
+            ),
+            RegisterError::Unexpected(cause) => Self::unavailable(&cause),
+        }
+    }
+}
+
+impl From<ChargeError> for ApiError {
+    fn from(error: ChargeError) -> Self {
+        match error {
+            ChargeError::UnknownUser(_) => Self::not_found(error.to_string()),
+            ChargeError::Amount(_) => Self::invalid_amount(error.to_string()),
+            ChargeError::Unexpected(cause) => Self::unavailable(&cause),
+        }
+    }
+}
+
+impl From<BalanceError> for ApiError {
+    fn from(error: BalanceError) -> Self {
+        match error {
+            BalanceError::UnknownUser(_) => Self::not_found(error.to_string()),
+            BalanceError::Unexpected(cause) => Self::unavailable(&cause),
+        }
+    }
+}
+
+impl From<ProductLookupError> for ApiError {
+    fn from(error: ProductLookupError) -> Self {
+        match error {
+            ProductLookupError::UnknownProduct(_) => Self::not_found(error.to_string()),
+            ProductLookupError::Unexpected(cause) => Self::unavailable(&cause),
+        }
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(error: CatalogError) -> Self {
+        let CatalogError::Unexpected(cause) = error;
+        Self::unavailable(&cause)
+    }
+}
+
+impl From<AddProductError> for ApiError {
+    fn from(error: AddProductError) -> Self {
+        let AddProductError::Unexpected(cause) = error;
+        Self::unavailable(&cause)
+    }
+}
+
+impl From<EditProductError> for ApiError {
+    fn from(error: EditProductError) -> Self {
+        match error {
+            EditProductError::UnknownProduct(_) => Self::not_found(error.to_string()),
+            EditProductError::Amount(_) => Self::invalid_amount(error.to_string()),
+            EditProductError::Unexpected(cause) => Self::unavailable(&cause),
+        }
+    }
+}
+
+impl From<PlaceOrderError> for ApiError {
+    fn from(error: PlaceOrderError) -> Self {
+        match error {
+            PlaceOrderError::UnknownUser(_) | PlaceOrderError::UnknownProduct(_) => {
+                Self::not_found(error.to_string())
+            }
+            PlaceOrderError::Amount(_) => Self::invalid_amount(error.to_string()),
+            PlaceOrderError::LackOfStock(_) => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::LackOfProducts,
+                error.to_string(),
+            ),
+            PlaceOrderError::LackOfPoints => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::LackOfPoint,
+                error.to_string(),
+            ),
+            PlaceOrderError::Unexpected(cause) => Self::unavailable(&cause),
+        }
+    }
+}
+
+impl From<PendingOrderError> for ApiError {
+    fn from(error: PendingOrderError) -> Self {
+        match error {
+            PendingOrderError::UnknownUser(_) => Self::not_found(error.to_string()),
+            PendingOrderError::NoPendingOrder => Self::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NoPendingOrder,
+                error.to_string(),
+            ),
+            PendingOrderError::Unexpected(cause) => Self::unavailable(&cause),
+        }
+    }
+}
+
+impl From<PayError> for ApiError {
+    fn from(error: PayError) -> Self {
+        match error {
+            PayError::UnknownUser(_) => Self::not_found(error.to_string()),
+            PayError::NoPendingOrder => Self::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NoPendingOrder,
+                error.to_string(),
+            ),
+            PayError::ItemsMismatch => Self::bad_request(error.to_string()),
+            PayError::LackOfPoints => Self::new(
+                StatusCode::CONFLICT,
+                ErrorCode::LackOfPoint,
+                error.to_string(),
+            ),
+            PayError::Unexpected(cause) => Self::unavailable(&cause),
+        }
+    }
+}
+
+impl From<RankingError> for ApiError {
+    fn from(error: RankingError) -> Self {
+        let RankingError::Unexpected(cause) = error;
+        Self::unavailable(&cause)
+    }
+}

@@ -1,0 +1,189 @@
+//! Handlers: parse the request into value types (400s), call one use case, shape the answer.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use domain::model::{NewProduct, ProductEdit};
+use domain::values::{Count, Points, Price, ProductId, ProductName, Stock, UserId};
+use domain::Mall;
+
+use crate::admin::Admin;
+use crate::dto::{
+    order_items, AmountBody, CatalogBody, ChargeRequest, EditProductRequest, HealthBody,
+    ItemRequest, NewProductRequest, OrderBody, PageQuery, PayBody, ProductBody, RankedBody,
+    RegisterRequest, Success,
+};
+use crate::error::ApiError;
+
+type Reply = Result<HttpResponse, ApiError>;
+
+const DEFAULT_PAGE_SIZE: u64 = 20;
+
+fn ok<T: serde::Serialize>(body: T) -> Reply {
+    Ok(HttpResponse::Ok().json(Success::new(body)))
+}
+
+fn created<T: serde::Serialize>(body: T) -> Reply {
+    Ok(HttpResponse::build(StatusCode::CREATED).json(Success::new(body)))
+}
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    Ok(UserId::parse(raw)?)
+}
+
+fn product_id(raw: &str) -> Result<ProductId, ApiError> {
+    let number = raw.parse::<i64>().map_err(|_| {
+        ApiError::bad_request(format!("product id {raw:?} is not a positive integer"))
+    })?;
+    Ok(ProductId::new(number)?)
+}
+
+pub async fn register(mall: web::Data<Mall>, body: web::Json<RegisterRequest>) -> Reply {
+    let user = mall.register(user_id(&body.id)?).await?;
+    created(AmountBody {
+        amount: user.balance.get(),
+    })
+}
+
+pub async fn charge(
+    mall: web::Data<Mall>,
+    path: web::Path<String>,
+    body: web::Json<ChargeRequest>,
+) -> Reply {
+    let user = user_id(&path)?;
+    let amount = Points::positive(body.amount.amount()?)?;
+    let balance = mall.charge(user, amount).await?;
+    ok(AmountBody {
+        amount: balance.get(),
+    })
+}
+
+pub async fn point(mall: web::Data<Mall>, path: web::Path<String>) -> Reply {
+    let balance = mall.balance(user_id(&path)?).await?;
+    ok(AmountBody {
+        amount: balance.get(),
+    })
+}
+
+pub async fn product(mall: web::Data<Mall>, path: web::Path<String>) -> Reply {
+    let product = mall.product(product_id(&path)?).await?;
+    ok(ProductBody {
+        product: product.into(),
+    })
+}
+
+pub async fn catalog(mall: web::Data<Mall>, query: web::Query<PageQuery>) -> Reply {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if limit == 0 {
+        return Err(ApiError::bad_request(
+            "limit must be at least 1 (at most 100 are returned)",
+        ));
+    }
+    let page = mall.catalog(query.offset.unwrap_or(0), limit).await?;
+    ok(CatalogBody {
+        products: page.products.into_iter().map(Into::into).collect(),
+        total: page.total,
+    })
+}
+
+pub async fn ranked(mall: web::Data<Mall>) -> Reply {
+    let ranked = mall.ranking().await?;
+    ok(RankedBody {
+        products: ranked.into_iter().map(Into::into).collect(),
+    })
+}
+
+pub async fn add_product(
+    _admin: Admin,
+    mall: web::Data<Mall>,
+    body: web::Json<NewProductRequest>,
+) -> Reply {
+    let body = body.into_inner();
+    let product = NewProduct {
+        name: ProductName::parse(&body.name)?,
+        price: Price::new(body.price.amount()?)?,
+        quantity: Stock::new(body.quantity.amount()?)?,
+    };
+    let product = mall.add_product(product).await?;
+    created(ProductBody {
+        product: product.into(),
+    })
+}
+
+pub async fn edit_product(
+    _admin: Admin,
+    mall: web::Data<Mall>,
+    path: web::Path<String>,
+    body: web::Json<EditProductRequest>,
+) -> Reply {
+    let id = product_id(&path)?;
+    let body = body.into_inner();
+    let edit = ProductEdit {
+        name: body.name.as_deref().map(ProductName::parse).transpose()?,
+        price: body
+            .price
+            .map(|p| p.amount().and_then(Price::new))
+            .transpose()?,
+        restock: body
+            .restock
+            .map(|r| r.amount().and_then(Count::new))
+            .transpose()?,
+    };
+    if edit == ProductEdit::default() {
+        return Err(ApiError::bad_request(
+            "give at least one of name, price, restock",
+        ));
+    }
+    let product = mall.edit_product(id, edit).await?;
+    ok(ProductBody {
+        product: product.into(),
+    })
+}
+
+pub async fn order(
+    mall: web::Data<Mall>,
+    path: web::Path<String>,
+    body: web::Json<Vec<ItemRequest>>,
+) -> Reply {
+    let user = user_id(&path)?;
+    let items = order_items(body.into_inner())?;
+    let order = mall.place_order(user, items).await?;
+    ok(OrderBody {
+        order: order.into(),
+    })
+}
+
+pub async fn pending_order(mall: web::Data<Mall>, path: web::Path<String>) -> Reply {
+    let order = mall.pending_order(user_id(&path)?).await?;
+    ok(OrderBody {
+        order: order.into(),
+    })
+}
+
+pub async fn pay(
+    mall: web::Data<Mall>,
+    path: web::Path<String>,
+    body: web::Json<Vec<ItemRequest>>,
+) -> Reply {
+    let user = user_id(&path)?;
+    let items = order_items(body.into_inner())?;
+    let receipt = mall.pay(user, items).await?;
+    ok(PayBody {
+        payment: receipt.payment.into(),
+        amount: receipt.balance.get(),
+    })
+}
+
+pub async fn health(mall: web::Data<Mall>) -> Reply {
+    mall.health()
+        .await
+        .map_err(|cause| ApiError::unavailable(&cause))?;
+    ok(HealthBody { status: "ok" })
+}
+
+pub async fn no_route() -> Reply {
+    Err(ApiError::not_found("no such route"))
+}
+
+pub async fn wrong_method() -> Reply {
+    Err(ApiError::method_not_allowed())
+}
