@@ -1,1 +1,141 @@
-//! placeholder
+//! Outbound payment events for the data platform: the SPEC §3 wire format, and the
+//! publishers that deliver it. Today: [`LoggingPublisher`], which writes each event to the log
+//! (the default when `MALL_DATA_PLATFORM_URL` is unset). Delivery is driven by the domain's
+//! `EventRelay`, which reads the outbox, so a publisher only has to send one event.
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use domain::model::PaymentCompleted;
+use domain::ports::EventPublisher;
+use serde::Serialize;
+
+/// The `type` of every event this service emits.
+pub const PAYMENT_COMPLETED: &str = "payment.completed";
+
+/// SPEC §3 body.
+#[derive(Debug, Serialize)]
+pub struct EventBody {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub occurred_at: String,
+    pub payment: PaymentBody,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PaymentBody {
+    pub id: String,
+    pub order_id: String,
+    pub user_id: String,
+    pub amount: i64,
+    pub paid_at: String,
+    pub items: Vec<ItemBody>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ItemBody {
+    pub product_id: i64,
+    pub count: i64,
+    pub price: i64,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl From<&PaymentCompleted> for EventBody {
+    fn from(event: &PaymentCompleted) -> Self {
+        let p = &event.payment;
+        Self {
+            event_id: event.event_id.to_string(),
+            kind: PAYMENT_COMPLETED,
+            occurred_at: rfc3339(event.occurred_at),
+            payment: PaymentBody {
+                id: p.id.to_string(),
+                order_id: p.order_id.to_string(),
+                user_id: p.user_id.to_string(),
+                amount: p.amount.get(),
+                paid_at: rfc3339(p.paid_at),
+                items: p
+                    .lines
+                    .iter()
+                    .map(|l| ItemBody {
+                        product_id: l.product_id.get(),
+                        count: l.count.get(),
+                        price: l.price.get(),
+                    })
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// Writes each event, as its SPEC §3 JSON, to the log at INFO (target `data_platform`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LoggingPublisher;
+
+#[async_trait]
+impl EventPublisher for LoggingPublisher {
+    async fn publish(&self, event: PaymentCompleted) -> anyhow::Result<()> {
+        let body = serde_json::to_string(&EventBody::from(&event))?;
+        tracing::info!(target: "data_platform", event_id = %event.event_id, body, "payment event");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+    use domain::model::{OrderLine, Payment};
+    use domain::values::{Count, EventId, OrderId, PaymentId, Points, Price, ProductId, UserId};
+    use serde_json::json;
+
+    use super::*;
+
+    fn event() -> PaymentCompleted {
+        let paid_at = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let line = |id, count, price| OrderLine {
+            product_id: ProductId::new(id).expect("id"),
+            count: Count::new(count).expect("count"),
+            price: Price::new(price).expect("price"),
+        };
+        PaymentCompleted {
+            event_id: EventId::new("evt-1"),
+            occurred_at: paid_at + TimeDelta::milliseconds(5),
+            payment: Payment {
+                id: PaymentId::new("pay-1"),
+                order_id: OrderId::new("ord-1"),
+                user_id: UserId::parse("alice").expect("user"),
+                amount: Points::new(3_500).expect("points"),
+                paid_at,
+                lines: vec![line(1, 3, 1_000), line(2, 1, 500)],
+            },
+        }
+    }
+
+    #[test]
+    fn the_body_is_exactly_spec_section_3() {
+        let body = serde_json::to_value(EventBody::from(&event())).expect("serializes");
+        assert_eq!(
+            body,
+            json!({
+                "event_id": "evt-1",
+                "type": "payment.completed",
+                "occurred_at": "2027-01-15T08:00:00.005Z",
+                "payment": {
+                    "id": "pay-1", "order_id": "ord-1", "user_id": "alice", "amount": 3500,
+                    "paid_at": "2027-01-15T08:00:00.000Z",
+                    "items": [
+                        {"product_id": 1, "count": 3, "price": 1000},
+                        {"product_id": 2, "count": 1, "price": 500}
+                    ]
+                }
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn the_logging_publisher_always_confirms() {
+        assert!(LoggingPublisher.publish(event()).await.is_ok());
+    }
+}

@@ -1,0 +1,104 @@
+//! SPEC §4 configuration: every setting is an environment variable with a matching flag.
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the `mall` binary.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "mall",
+    version,
+    about = "mall: an e-commerce order service. Run with no arguments, it serves.",
+    long_about = "mall: an e-commerce order service. Users charge points, order several products \
+                  at once (stock is reserved until the order form expires), pay with their \
+                  points, and read the best sellers. Run with no arguments, it serves; every \
+                  option can also be set by the environment variable shown."
+)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "MALL_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// MySQL/MariaDB URL, mysql://user:pass@host:port/db. Unset: the in-memory store.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// How long an order form waits for payment, in seconds.
+    #[arg(long, env = "MALL_ORDER_TTL_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(1..=86_400 * 30))]
+    pub order_ttl_secs: u32,
+
+    /// Bearer token for the admin calls (add/edit product). Unset: admin calls answer 403.
+    #[arg(long, env = "MALL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Where payment events are POSTed. Unset: events are written to the log.
+    #[arg(long, env = "MALL_DATA_PLATFORM_URL")]
+    pub data_platform_url: Option<String>,
+
+    /// The ranking's rolling window, in days.
+    #[arg(long, env = "MALL_RANKING_DAYS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub ranking_days: u32,
+
+    /// How many products the ranking lists.
+    #[arg(long, env = "MALL_RANKING_SIZE", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub ranking_size: u32,
+
+    /// Seed a demo catalog and user, make up an admin token if none is set, and print
+    /// ready-to-paste curl lines (what `make run` does).
+    #[arg(long, env = "MALL_DEMO")]
+    pub demo: bool,
+
+    /// Log format.
+    #[arg(long, env = "MALL_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The defaults, as if run with no arguments and no environment (for tests).
+    pub fn defaults() -> Self {
+        Self::parse_from(["mall"])
+    }
+
+    pub fn order_ttl(&self) -> Duration {
+        Duration::from_secs(u64::from(self.order_ttl_secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_defaults_and_bad_values_are_refused() {
+        let config = Config::parse_from(["mall", "--order-ttl-secs", "5", "--ranking-size", "10"]);
+        assert_eq!(
+            (
+                config.order_ttl_secs,
+                config.ranking_size,
+                config.ranking_days
+            ),
+            (5, 10, 3)
+        );
+        assert!(Config::try_parse_from(["mall", "--order-ttl-secs", "0"]).is_err());
+        assert!(Config::try_parse_from(["mall", "--ranking-size", "x"]).is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! The `mall` application: builds the store, the use cases and the HTTP server from a
+//! [`Config`], runs the background tasks, and shuts everything down in order.
+
+pub mod config;
+pub mod demo;
+pub mod system;
+pub mod tasks;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer};
+use anyhow::{bail, Context};
+use chrono::TimeDelta;
+use data_platform::LoggingPublisher;
+use domain::{EventRelay, Mall, Settings, Stores};
+use http_api::AdminToken;
+use store_memory::MemoryStore;
+use tokio::sync::watch;
+
+pub use crate::config::Config;
+use crate::system::{SystemClock, UuidV7Ids};
+
+/// A built application, listening but not yet serving.
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+    mall: Mall,
+    relay: EventRelay,
+    admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Builds the store and the use cases and binds the listener.
+    ///
+    /// # Errors
+    /// A setting this build cannot honour, an address that cannot be bound, or a store that
+    /// fails while the demo data is added.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        if config.database_url.is_some() {
+            bail!("DATABASE_URL is set, but this build has only the in-memory store; unset it");
+        }
+        if config.data_platform_url.is_some() {
+            bail!(
+                "MALL_DATA_PLATFORM_URL is set, but this build only logs payment events; unset it"
+            );
+        }
+        let store = Arc::new(MemoryStore::new());
+        let settings = Settings {
+            order_ttl: TimeDelta::seconds(i64::from(config.order_ttl_secs)),
+            ranking_days: config.ranking_days,
+            ranking_size: config.ranking_size as usize,
+        };
+        let mall = Mall::new(
+            Stores::from_one(store.clone()),
+            Arc::new(SystemClock),
+            Arc::new(UuidV7Ids),
+            settings,
+        );
+        let relay = EventRelay::new(store, Arc::new(LoggingPublisher));
+
+        let mut admin_token = config.admin_token.clone().filter(|t| !t.is_empty());
+        if config.demo {
+            demo::seed(&mall).await.context("adding the demo data")?;
+            admin_token.get_or_insert_with(|| uuid::Uuid::new_v4().simple().to_string());
+        }
+
+        let listener = TcpListener::bind(&config.bind)
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let address = listener.local_addr()?;
+        let token = AdminToken::new(admin_token.clone());
+        let app_mall = mall.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(http_api::access_log))
+                .configure(http_api::configure(app_mall.clone(), token.clone()))
+        })
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            address,
+            server,
+            mall,
+            relay,
+            admin_token,
+        })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn mall(&self) -> &Mall {
+        &self.mall
+    }
+
+    /// The admin token in force (the configured one, or the demo's).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
+    /// stops the background tasks and makes a last outbox pass.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let sweeper = tokio::spawn(tasks::sweep_expired_forms(
+            self.mall.clone(),
+            stop_rx.clone(),
+        ));
+        let relay = tokio::spawn(tasks::relay_events(self.relay.clone(), stop_rx));
+        tracing::info!(address = %self.address, "listening on http://{}", self.address);
+
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let served = tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                tracing::info!("shutting down: finishing in-flight requests");
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        // Stopping is best effort: a task that already ended has dropped its receiver.
+        let _ = stop_tx.send(true);
+        let _ = tokio::join!(sweeper, relay);
+        tracing::info!("stopped");
+        served
+            .context("the server task panicked")?
+            .context("the server failed")
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
