@@ -1,0 +1,77 @@
+//! The `mall` binary as an operator meets it: `--help`, bad settings, and SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MALL: &str = env!("CARGO_BIN_EXE_mall");
+
+fn mall() -> Command {
+    let mut command = Command::new(MALL);
+    for var in ["MALL_BIND", "DATABASE_URL", "MALL_ADMIN_TOKEN", "MALL_DATA_PLATFORM_URL", "MALL_DEMO"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+#[test]
+fn help_lists_every_setting_of_spec_section_4() {
+    let output = mall().arg("--help").output().expect("mall runs");
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for var in [
+        "MALL_BIND",
+        "DATABASE_URL",
+        "MALL_ORDER_TTL_SECS",
+        "MALL_ADMIN_TOKEN",
+        "MALL_DATA_PLATFORM_URL",
+        "MALL_RANKING_DAYS",
+        "MALL_RANKING_SIZE",
+    ] {
+        assert!(help.contains(var), "--help does not mention {var}:\n{help}");
+    }
+}
+
+#[test]
+fn bad_settings_stop_it_with_a_clear_message() {
+    let output = mall().env("MALL_ORDER_TTL_SECS", "0").output().expect("mall runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("order-ttl-secs"));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = taken.local_addr().expect("address").to_string();
+    let output = mall().env("MALL_BIND", &address).output().expect("mall runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen on"));
+}
+
+#[test]
+fn sigterm_stops_it_gracefully() {
+    let mut child = mall()
+        .env("MALL_BIND", "127.0.0.1:0")
+        .env("MALL_LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mall starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("listening on"))
+        .expect("mall says where it listens");
+    assert!(listening.starts_with('{'), "JSON log lines: {listening}");
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(status.expect("kill runs").success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "mall did not stop within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "a graceful stop exits 0, got {exit}");
+    assert!(lines.map_while(Result::ok).any(|line| line.contains("stopped")));
+}

@@ -1,0 +1,216 @@
+//! End to end: the real application on a free port, driven over HTTP by a real client, with
+//! the concurrency SPEC §1.7 demands of the in-memory store.
+
+use std::time::{Duration, Instant};
+
+use app::{Application, Config};
+use chrono::{DateTime, Utc};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+const TOKEN: &str = "test-admin-token";
+
+struct TestApp {
+    base: String,
+    client: Client,
+}
+
+async fn spawn_app(order_ttl_secs: u32) -> TestApp {
+    let mut config = Config::defaults();
+    config.bind = "127.0.0.1:0".into();
+    config.database_url = None;
+    config.data_platform_url = None;
+    config.admin_token = Some(TOKEN.into());
+    config.order_ttl_secs = order_ttl_secs;
+    let app = Application::build(&config).await.expect("the application builds");
+    let base = format!("http://{}", app.address());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp { base, client: Client::new() }
+}
+
+impl TestApp {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if path == "/product" || path.starts_with("/product/") {
+            request = request.bearer_auth(TOKEN);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        (status, response.json().await.expect("a JSON body"))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    async fn user(&self, id: &str, points: i64) {
+        assert_eq!(self.post("/user", json!({ "id": id })).await.0, StatusCode::CREATED);
+        if points > 0 {
+            let (status, _) = self.patch(&format!("/user/{id}/charge"), json!({ "amount": points })).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+
+    async fn product(&self, price: i64, quantity: i64) -> i64 {
+        let body = json!({"name": "Flash sale item", "price": price, "quantity": quantity});
+        let (status, body) = self.post("/product", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["product"]["id"].as_i64().expect("an id")
+    }
+
+    async fn quantity(&self, product: i64) -> i64 {
+        self.get(&format!("/product/{product}")).await.1["product"]["quantity"].as_i64().expect("quantity")
+    }
+
+    async fn balance(&self, user: &str) -> i64 {
+        self.get(&format!("/user/{user}/point")).await.1["amount"].as_i64().expect("amount")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_purchase_over_real_http() {
+    let app = spawn_app(600).await;
+    assert_eq!(app.get("/health").await, (StatusCode::OK, json!({"errorcode": 0, "status": "ok"})));
+    app.user("alice", 5_000).await;
+    let tea = app.product(1_000, 5).await;
+    let items = json!([{"product_id": tea, "count": 3}]);
+    let (status, order) = app.post("/order/alice", items.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{order}");
+    let (status, paid) = app.post("/order/alice/pay", items).await;
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    assert_eq!(paid["amount"], 2_000);
+    assert_eq!(paid["payment"]["order_id"], order["order"]["id"]);
+    let (_, ranked) = app.get("/product/ranked").await;
+    assert_eq!(ranked["products"][0]["id"], tea);
+    assert_eq!(ranked["products"][0]["sold"], 3);
+    assert_eq!(ranked["products"][0]["quantity"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_orders_against_stock_10_accept_exactly_10() {
+    let app = spawn_app(600).await;
+    let item = app.product(10, 10).await;
+    for i in 0..100 {
+        app.user(&format!("buyer{i}"), 1_000).await;
+    }
+    let mut orders = JoinSet::new();
+    for i in 0..100 {
+        let (client, url) = (app.client.clone(), format!("{}/order/buyer{i}", app.base));
+        orders.spawn(async move {
+            let response = client.post(url).json(&json!([{"product_id": item, "count": 1}])).send().await;
+            let response = response.expect("answer");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON")["errorcode"].clone())
+        });
+    }
+    let (mut accepted, mut sold_out) = (0, 0);
+    while let Some(answer) = orders.join_next().await {
+        match answer.expect("task") {
+            (StatusCode::OK, code) if code == 0 => accepted += 1,
+            (StatusCode::CONFLICT, code) if code == 4 => sold_out += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((accepted, sold_out), (10, 90));
+    assert_eq!(app.quantity(item).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_charges_add_exactly_200() {
+    let app = spawn_app(600).await;
+    app.user("alice", 0).await;
+    let mut charges = JoinSet::new();
+    for _ in 0..200 {
+        let (client, url) = (app.client.clone(), format!("{}/user/alice/charge", app.base));
+        charges.spawn(async move { client.patch(url).json(&json!({"amount": 1})).send().await.expect("answer").status() });
+    }
+    while let Some(status) = charges.join_next().await {
+        assert_eq!(status.expect("task"), StatusCode::OK);
+    }
+    assert_eq!(app.balance("alice").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_pays_of_one_form_succeed_once_and_debit_once() {
+    let app = spawn_app(600).await;
+    app.user("alice", 10_000).await;
+    let item = app.product(700, 5).await;
+    let items = json!([{"product_id": item, "count": 2}]);
+    assert_eq!(app.post("/order/alice", items.clone()).await.0, StatusCode::OK);
+    let mut pays = JoinSet::new();
+    for _ in 0..20 {
+        let (client, url, items) = (app.client.clone(), format!("{}/order/alice/pay", app.base), items.clone());
+        pays.spawn(async move {
+            let response = client.post(url).json(&items).send().await.expect("answer");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON")["errorcode"].clone())
+        });
+    }
+    let mut paid = 0;
+    while let Some(answer) = pays.join_next().await {
+        match answer.expect("task") {
+            (StatusCode::OK, code) if code == 0 => paid += 1,
+            (StatusCode::NOT_FOUND, code) if code == 5 => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(paid, 1);
+    assert_eq!(app.balance("alice").await, 10_000 - 1_400);
+    assert_eq!(app.quantity(item).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forty_concurrent_orders_by_one_user_leave_one_form_and_no_leak() {
+    let app = spawn_app(600).await;
+    app.user("alice", 1_000_000).await;
+    let item = app.product(10, 100).await;
+    let mut orders = JoinSet::new();
+    for count in 1..=40 {
+        let (client, url) = (app.client.clone(), format!("{}/order/alice", app.base));
+        orders.spawn(async move {
+            client.post(url).json(&json!([{"product_id": item, "count": count}])).send().await.expect("answer").status()
+        });
+    }
+    while let Some(status) = orders.join_next().await {
+        assert_eq!(status.expect("task"), StatusCode::OK, "every replacement fits the stock");
+    }
+    let (status, pending) = app.get("/order/alice").await;
+    assert_eq!(status, StatusCode::OK);
+    let held = pending["order"]["items"][0]["count"].as_i64().expect("count");
+    assert_eq!(app.quantity(item).await, 100 - held, "only the surviving form holds stock");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_form_gives_its_stock_back_within_two_seconds() {
+    let app = spawn_app(1).await;
+    app.user("alice", 1_000).await;
+    let item = app.product(10, 5).await;
+    let items = json!([{"product_id": item, "count": 3}]);
+    let (status, order) = app.post("/order/alice", items.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let expires_at: DateTime<Utc> = order["order"]["expires_at"].as_str().expect("time").parse().expect("RFC 3339");
+    assert_eq!(app.quantity(item).await, 2);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.quantity(item).await != 5 {
+        assert!(Instant::now() < deadline, "the stock never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let late_by = Utc::now() - expires_at;
+    assert!(late_by.num_milliseconds() <= 2_000, "stock came back {late_by} after the expiry");
+    let (status, body) = app.post("/order/alice/pay", items).await;
+    assert_eq!((status, body["errorcode"].clone()), (StatusCode::NOT_FOUND, json!(5)));
+    assert_eq!(app.balance("alice").await, 1_000);
+}
