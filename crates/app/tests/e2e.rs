@@ -23,14 +23,24 @@ async fn spawn_app(order_ttl_secs: u32) -> TestApp {
     config.data_platform_url = None;
     config.admin_token = Some(TOKEN.into());
     config.order_ttl_secs = order_ttl_secs;
-    let app = Application::build(&config).await.expect("the application builds");
+    let app = Application::build(&config)
+        .await
+        .expect("the application builds");
     let base = format!("http://{}", app.address());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    TestApp { base, client: Client::new() }
+    TestApp {
+        base,
+        client: Client::new(),
+    }
 }
 
 impl TestApp {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
@@ -56,9 +66,14 @@ impl TestApp {
     }
 
     async fn user(&self, id: &str, points: i64) {
-        assert_eq!(self.post("/user", json!({ "id": id })).await.0, StatusCode::CREATED);
+        assert_eq!(
+            self.post("/user", json!({ "id": id })).await.0,
+            StatusCode::CREATED
+        );
         if points > 0 {
-            let (status, _) = self.patch(&format!("/user/{id}/charge"), json!({ "amount": points })).await;
+            let (status, _) = self
+                .patch(&format!("/user/{id}/charge"), json!({ "amount": points }))
+                .await;
             assert_eq!(status, StatusCode::OK);
         }
     }
@@ -71,18 +86,25 @@ impl TestApp {
     }
 
     async fn quantity(&self, product: i64) -> i64 {
-        self.get(&format!("/product/{product}")).await.1["product"]["quantity"].as_i64().expect("quantity")
+        self.get(&format!("/product/{product}")).await.1["product"]["quantity"]
+            .as_i64()
+            .expect("quantity")
     }
 
     async fn balance(&self, user: &str) -> i64 {
-        self.get(&format!("/user/{user}/point")).await.1["amount"].as_i64().expect("amount")
+        self.get(&format!("/user/{user}/point")).await.1["amount"]
+            .as_i64()
+            .expect("amount")
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_purchase_over_real_http() {
     let app = spawn_app(600).await;
-    assert_eq!(app.get("/health").await, (StatusCode::OK, json!({"errorcode": 0, "status": "ok"})));
+    assert_eq!(
+        app.get("/health").await,
+        (StatusCode::OK, json!({"errorcode": 0, "status": "ok"}))
+    );
     app.user("alice", 5_000).await;
     let tea = app.product(1_000, 5).await;
     let items = json!([{"product_id": tea, "count": 3}]);
@@ -109,10 +131,17 @@ async fn a_hundred_concurrent_orders_against_stock_10_accept_exactly_10() {
     for i in 0..100 {
         let (client, url) = (app.client.clone(), format!("{}/order/buyer{i}", app.base));
         orders.spawn(async move {
-            let response = client.post(url).json(&json!([{"product_id": item, "count": 1}])).send().await;
+            let response = client
+                .post(url)
+                .json(&json!([{"product_id": item, "count": 1}]))
+                .send()
+                .await;
             let response = response.expect("answer");
             let status = response.status();
-            (status, response.json::<Value>().await.expect("JSON")["errorcode"].clone())
+            (
+                status,
+                response.json::<Value>().await.expect("JSON")["errorcode"].clone(),
+            )
         });
     }
     let (mut accepted, mut sold_out) = (0, 0);
@@ -133,8 +162,19 @@ async fn two_hundred_concurrent_charges_add_exactly_200() {
     app.user("alice", 0).await;
     let mut charges = JoinSet::new();
     for _ in 0..200 {
-        let (client, url) = (app.client.clone(), format!("{}/user/alice/charge", app.base));
-        charges.spawn(async move { client.patch(url).json(&json!({"amount": 1})).send().await.expect("answer").status() });
+        let (client, url) = (
+            app.client.clone(),
+            format!("{}/user/alice/charge", app.base),
+        );
+        charges.spawn(async move {
+            client
+                .patch(url)
+                .json(&json!({"amount": 1}))
+                .send()
+                .await
+                .expect("answer")
+                .status()
+        });
     }
     while let Some(status) = charges.join_next().await {
         assert_eq!(status.expect("task"), StatusCode::OK);
@@ -148,14 +188,24 @@ async fn twenty_concurrent_pays_of_one_form_succeed_once_and_debit_once() {
     app.user("alice", 10_000).await;
     let item = app.product(700, 5).await;
     let items = json!([{"product_id": item, "count": 2}]);
-    assert_eq!(app.post("/order/alice", items.clone()).await.0, StatusCode::OK);
+    assert_eq!(
+        app.post("/order/alice", items.clone()).await.0,
+        StatusCode::OK
+    );
     let mut pays = JoinSet::new();
     for _ in 0..20 {
-        let (client, url, items) = (app.client.clone(), format!("{}/order/alice/pay", app.base), items.clone());
+        let (client, url, items) = (
+            app.client.clone(),
+            format!("{}/order/alice/pay", app.base),
+            items.clone(),
+        );
         pays.spawn(async move {
             let response = client.post(url).json(&items).send().await.expect("answer");
             let status = response.status();
-            (status, response.json::<Value>().await.expect("JSON")["errorcode"].clone())
+            (
+                status,
+                response.json::<Value>().await.expect("JSON")["errorcode"].clone(),
+            )
         });
     }
     let mut paid = 0;
@@ -180,16 +230,32 @@ async fn forty_concurrent_orders_by_one_user_leave_one_form_and_no_leak() {
     for count in 1..=40 {
         let (client, url) = (app.client.clone(), format!("{}/order/alice", app.base));
         orders.spawn(async move {
-            client.post(url).json(&json!([{"product_id": item, "count": count}])).send().await.expect("answer").status()
+            client
+                .post(url)
+                .json(&json!([{"product_id": item, "count": count}]))
+                .send()
+                .await
+                .expect("answer")
+                .status()
         });
     }
     while let Some(status) = orders.join_next().await {
-        assert_eq!(status.expect("task"), StatusCode::OK, "every replacement fits the stock");
+        assert_eq!(
+            status.expect("task"),
+            StatusCode::OK,
+            "every replacement fits the stock"
+        );
     }
     let (status, pending) = app.get("/order/alice").await;
     assert_eq!(status, StatusCode::OK);
-    let held = pending["order"]["items"][0]["count"].as_i64().expect("count");
-    assert_eq!(app.quantity(item).await, 100 - held, "only the surviving form holds stock");
+    let held = pending["order"]["items"][0]["count"]
+        .as_i64()
+        .expect("count");
+    assert_eq!(
+        app.quantity(item).await,
+        100 - held,
+        "only the surviving form holds stock"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +266,11 @@ async fn an_expired_form_gives_its_stock_back_within_two_seconds() {
     let items = json!([{"product_id": item, "count": 3}]);
     let (status, order) = app.post("/order/alice", items.clone()).await;
     assert_eq!(status, StatusCode::OK);
-    let expires_at: DateTime<Utc> = order["order"]["expires_at"].as_str().expect("time").parse().expect("RFC 3339");
+    let expires_at: DateTime<Utc> = order["order"]["expires_at"]
+        .as_str()
+        .expect("time")
+        .parse()
+        .expect("RFC 3339");
     assert_eq!(app.quantity(item).await, 2);
 
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -209,8 +279,14 @@ async fn an_expired_form_gives_its_stock_back_within_two_seconds() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let late_by = Utc::now() - expires_at;
-    assert!(late_by.num_milliseconds() <= 2_000, "stock came back {late_by} after the expiry");
+    assert!(
+        late_by.num_milliseconds() <= 2_000,
+        "stock came back {late_by} after the expiry"
+    );
     let (status, body) = app.post("/order/alice/pay", items).await;
-    assert_eq!((status, body["errorcode"].clone()), (StatusCode::NOT_FOUND, json!(5)));
+    assert_eq!(
+        (status, body["errorcode"].clone()),
+        (StatusCode::NOT_FOUND, json!(5))
+    );
     assert_eq!(app.balance("alice").await, 1_000);
 }
