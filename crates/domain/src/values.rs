@@ -29,6 +29,8 @@ pub enum AmountError {
     Negative,
     #[error("the result would exceed 9223372036854775807")]
     Overflow,
+    #[error("the value must be a whole number that fits in 64 bits")]
+    NotWhole,
 }
 
 /// Who a user is: 1–64 characters of `[A-Za-z0-9._-]`.

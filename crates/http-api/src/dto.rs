@@ -53,7 +53,7 @@ impl JsonInt {
     pub fn amount(self) -> Result<i64, AmountError> {
         match self {
             Self::Exact(v) => Ok(v),
-            Self::Unrepresentable => Err(AmountError::Overflow),
+            Self::Unrepresentable => Err(AmountError::NotWhole),
         }
     }
 
