@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
     let app = Application::build(&config).await?;
     if config.demo {
         let token = app.admin_token().unwrap_or_default();
@@ -28,5 +29,5 @@ async fn run(config: Config) -> anyhow::Result<()> {
             demo::banner(&format!("http://{}", app.address()), token)
         );
     }
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(shutdown).await
 }
