@@ -1,0 +1,222 @@
+//! The MySQL/MariaDB store: every persistence port on diesel + r2d2.
+//!
+//! - Diesel is blocking, so every call, `pool.get()` included, runs on tokio's blocking pool
+//!   ([`MysqlStore::blocking`]), carrying the caller's tracing span.
+//! - Each port method is one transaction ([`tx::transaction`]) that is retried whole on
+//!   deadlock (1213) and lock-wait timeout (1205).
+//! - Correctness comes from guarded writes (`UPDATE … WHERE available >= ?`, status
+//!   transitions guarded by the current status) and unique keys; row locks are taken in one
+//!   order — user, then order form, then products by ascending id — so transactions do not
+//!   deadlock one another. See `docs/persistence.md`.
+//! - Times come from the domain's clock, never from `NOW()`, and are stored as UTC `DATETIME(6)`.
+
+mod catalog;
+mod orders;
+mod reads;
+mod rows;
+pub mod schema;
+pub mod testing;
+mod tx;
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{Connection, MysqlConnection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+type Conn = MysqlConnection;
+type DbPool = Pool<ConnectionManager<Conn>>;
+
+/// The migrations in `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// Connection pool settings (`MALL_DB_POOL_SIZE`, `MALL_DB_TIMEOUT_MS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Connections kept at most; never below 2, so a slow request cannot starve the sweeper.
+    pub size: u32,
+    /// How long a request waits for a free connection before it answers 503, code 7.
+    pub checkout_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            size: 10,
+            checkout_timeout: Duration::from_millis(2_000),
+        }
+    }
+}
+
+/// Every persistence port on one MySQL/MariaDB database.
+#[derive(Clone)]
+pub struct MysqlStore {
+    pool: DbPool,
+}
+
+impl fmt::Debug for MysqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.pool.state();
+        f.debug_struct("MysqlStore")
+            .field("connections", &state.connections)
+            .field("idle", &state.idle_connections)
+            .finish()
+    }
+}
+
+/// Every pooled connection runs in READ COMMITTED (no gap locks on the guarded updates), in
+/// UTC, and gives up on a row lock after 10 s (the transaction is then retried).
+#[derive(Debug, Clone, Copy)]
+struct SessionSetup;
+
+impl CustomizeConnection<Conn, diesel::r2d2::Error> for SessionSetup {
+    fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .and_then(|()| conn.batch_execute("SET SESSION time_zone = '+00:00'"))
+            .and_then(|()| conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 10"))
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl MysqlStore {
+    /// Creates the database if it is missing, applies pending migrations, and opens the pool.
+    /// Blocking: call it from a blocking context or before the runtime serves.
+    ///
+    /// # Errors
+    /// When the server is unreachable, a migration fails, or the pool cannot open.
+    pub fn connect(url: &str, options: PoolOptions) -> anyhow::Result<Self> {
+        let applied = migrate(url)?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied database migrations");
+        }
+        let manager = ConnectionManager::<Conn>::new(url);
+        let size = options.size.max(2);
+        let pool = Pool::builder()
+            .max_size(size)
+            .min_idle(Some(2))
+            .connection_timeout(options.checkout_timeout)
+            .connection_customizer(Box::new(SessionSetup))
+            .build(manager)
+            .context("opening the database connection pool")?;
+        Ok(Self { pool })
+    }
+
+    /// Runs `work` with a pooled connection on the blocking pool.
+    async fn blocking<T, F>(&self, work: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> T + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn: PooledConnection<_> = pool
+                .get()
+                .map_err(|e| anyhow!("no database connection available: {e}"))?;
+            Ok(work(&mut conn))
+        })
+        .await
+        .context("a database task panicked")?
+    }
+}
+
+/// Creates the database named in `url` if it does not exist, then applies every pending
+/// migration under a named lock, so instances starting together migrate once. Returns the
+/// versions applied.
+///
+/// # Errors
+/// When the server is unreachable or a migration fails.
+pub fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
+    let mut conn = establish_creating_database(url)?;
+    let locked: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "COALESCE(GET_LOCK('mall_migrations', 60), 0)",
+    ))
+    .get_result(&mut conn)
+    .context("taking the migration lock")?;
+    if locked != 1 {
+        return Err(anyhow!("another instance held the migration lock for 60 s"));
+    }
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|versions| versions.iter().map(ToString::to_string).collect())
+        .map_err(|e| anyhow!("applying migrations: {e}"));
+    let _ = conn.batch_execute("DO RELEASE_LOCK('mall_migrations')");
+    applied
+}
+
+fn establish_creating_database(url: &str) -> anyhow::Result<Conn> {
+    match Conn::establish(url) {
+        Ok(conn) => Ok(conn),
+        Err(error) if error.to_string().contains("Unknown database") => {
+            let (server, database) = split_database(url)
+                .ok_or_else(|| anyhow!("DATABASE_URL names no database: {}", redact(url)))?;
+            let mut conn = Conn::establish(server)
+                .with_context(|| format!("connecting to {}", redact(server)))?;
+            conn.batch_execute(&format!(
+                "CREATE DATABASE IF NOT EXISTS `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            ))
+            .with_context(|| format!("creating database {database}"))?;
+            tracing::info!(database, "created the database");
+            Conn::establish(url).with_context(|| format!("connecting to {}", redact(url)))
+        }
+        Err(error) => Err(anyhow!("connecting to {}: {error}", redact(url))),
+    }
+}
+
+/// `mysql://u:p@host:3306/db?x=y` → (`mysql://u:p@host:3306`, `db`), when the name is plain.
+fn split_database(url: &str) -> Option<(&str, &str)> {
+    let without_query = url.split('?').next()?;
+    let (server, database) = without_query.rsplit_once('/')?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    (server.contains("://")
+        && !server.ends_with('/')
+        && !database.is_empty()
+        && database.chars().all(plain))
+    .then_some((server, database))
+}
+
+/// The URL with its password hidden, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names_split_off_plain_urls_only() {
+        assert_eq!(
+            split_database("mysql://root@127.0.0.1:3306/mall"),
+            Some(("mysql://root@127.0.0.1:3306", "mall"))
+        );
+        assert_eq!(
+            split_database("mysql://u:p@h/db_1?ssl=false"),
+            Some(("mysql://u:p@h", "db_1"))
+        );
+        assert_eq!(split_database("mysql://root@127.0.0.1:3306/"), None);
+        assert_eq!(split_database("mysql://h/bad`name"), None);
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact("mysql://u:secret@h:3306/db"),
+            "mysql://u:***@h:3306/db"
+        );
+        assert_eq!(redact("mysql://root@h/db"), "mysql://root@h/db");
+    }
+}
