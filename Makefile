@@ -1,18 +1,21 @@
 # mall — the commands a newcomer needs. `make help` lists them.
 
 CARGO ?= cargo
-# Debian's mysqlclient-sys needs nothing yet; later issues add their system packages here.
+# The MariaDB server tests use (root may create databases there).
+MALL_TEST_DATABASE_URL ?= mysql://root@127.0.0.1:3306
+export MALL_TEST_DATABASE_URL
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt check-domain-pure
+.PHONY: help run test lint fmt migrate deps db-up db-clean check-domain-pure
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-run: ## Build and serve the in-memory demo on 127.0.0.1:8080 (prints an admin token and curl lines)
+run: deps ## Build and serve the in-memory demo on 127.0.0.1:8080 (prints an admin token and curl lines)
 	$(CARGO) run --bin mall -- --demo
 
-test: check-domain-pure ## Run every test (nextest when installed, else cargo test)
+test: deps db-up db-clean check-domain-pure ## Run every test, MariaDB ones included (nextest when installed)
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --all-targets --no-fail-fast; \
 	else \
@@ -20,12 +23,39 @@ test: check-domain-pure ## Run every test (nextest when installed, else cargo te
 		$(CARGO) test --workspace --all-targets --no-fail-fast; \
 	fi
 
-lint: check-domain-pure ## fmt check + clippy with warnings as errors
+lint: deps check-domain-pure ## fmt check + clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+migrate: deps ## Apply the database migrations to $$DATABASE_URL without serving
+	$(CARGO) run --bin mall -- migrate
+
+deps: ## Install the MariaDB client library the MySQL store links against, if missing
+	@if ! pkg-config --exists mysqlclient 2>/dev/null && ! pkg-config --exists libmariadb 2>/dev/null; then \
+		echo "installing the MariaDB client library (default-libmysqlclient-dev)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq default-libmysqlclient-dev pkg-config; \
+	fi
+
+db-up: ## Start the local MariaDB if it is not answering, and wait for it
+	@if ! mariadb-admin -uroot -h127.0.0.1 ping >/dev/null 2>&1; then \
+		echo "starting MariaDB"; \
+		$(SUDO) start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; \
+		for i in $$(seq 1 60); do \
+			mariadb-admin -uroot -h127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.5; \
+		done; \
+	fi
+	@mariadb-admin -uroot -h127.0.0.1 ping >/dev/null 2>&1 \
+		|| { echo "MariaDB is not reachable on 127.0.0.1:3306; the MySQL tests need it"; exit 1; }
+
+db-clean: ## Drop the databases earlier test runs left behind
+	@for db in $$(mariadb -uroot -h127.0.0.1 -N -e \
+		"SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'mall\\_test\\_%'"); do \
+		mariadb -uroot -h127.0.0.1 -e "DROP DATABASE \`$$db\`"; \
+	done
 
 check-domain-pure: ## Fail if the domain crate depends on an I/O crate
 	@bad=$$($(CARGO) tree -p domain -e normal --prefix none --format '{p}' \

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -10,6 +10,13 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// What to do; with none, serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Apply pending database migrations to DATABASE_URL and exit (serving applies them too).
+    Migrate,
 }
 
 /// Every setting of the `mall` binary.
@@ -24,13 +31,26 @@ pub enum LogFormat {
                   option can also be set by the environment variable shown."
 )]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "MALL_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
 
     /// MySQL/MariaDB URL, mysql://user:pass@host:port/db. Unset: the in-memory store.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
+
+    /// Most database connections kept open (at least 2).
+    #[arg(long, env = "MALL_DB_POOL_SIZE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(2..=1_000))]
+    pub db_pool_size: u32,
+
+    /// How long a request waits for a free database connection before answering 503, in ms.
+    #[arg(long, env = "MALL_DB_TIMEOUT_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub db_timeout_ms: u64,
 
     /// How long an order form waits for payment, in seconds.
     #[arg(long, env = "MALL_ORDER_TTL_SECS", default_value_t = 600,
@@ -71,8 +91,11 @@ impl Config {
         Self::parse_from(["mall"])
     }
 
-    pub fn order_ttl(&self) -> Duration {
-        Duration::from_secs(u64::from(self.order_ttl_secs))
+    pub fn pool_options(&self) -> store_mysql::PoolOptions {
+        store_mysql::PoolOptions {
+            size: self.db_pool_size,
+            checkout_timeout: Duration::from_millis(self.db_timeout_ms),
+        }
     }
 }
 
@@ -100,5 +123,9 @@ mod tests {
         );
         assert!(Config::try_parse_from(["mall", "--order-ttl-secs", "0"]).is_err());
         assert!(Config::try_parse_from(["mall", "--ranking-size", "x"]).is_err());
+        assert!(Config::try_parse_from(["mall", "--db-pool-size", "1"]).is_err());
+        let migrate = Config::parse_from(["mall", "migrate", "--database-url", "mysql://h/db"]);
+        assert_eq!(migrate.command, Some(Command::Migrate));
+        assert_eq!(migrate.database_url.as_deref(), Some("mysql://h/db"));
     }
 }

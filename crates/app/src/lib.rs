@@ -17,9 +17,14 @@ use actix_web::{App, HttpServer};
 use anyhow::{bail, Context};
 use chrono::TimeDelta;
 use data_platform::LoggingPublisher;
+use domain::ports::{
+    HealthProbe, OrderRepository, Outbox, PaymentRepository, ProductRepository, SalesRanking,
+    UserRepository,
+};
 use domain::{EventRelay, Mall, Settings, Stores};
 use http_api::AdminToken;
 use store_memory::MemoryStore;
+use store_mysql::MysqlStore;
 use tokio::sync::watch;
 
 pub use crate::config::Config;
@@ -49,27 +54,32 @@ impl Application {
     /// A setting this build cannot honour, an address that cannot be bound, or a store that
     /// fails while the demo data is added.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        if config.database_url.is_some() {
-            bail!("DATABASE_URL is set, but this build has only the in-memory store; unset it");
-        }
         if config.data_platform_url.is_some() {
             bail!(
                 "MALL_DATA_PLATFORM_URL is set, but this build only logs payment events; unset it"
             );
         }
-        let store = Arc::new(MemoryStore::new());
+        let (stores, outbox) = match &config.database_url {
+            Some(url) => {
+                let (url, options) = (url.clone(), config.pool_options());
+                let store = tokio::task::spawn_blocking(move || MysqlStore::connect(&url, options))
+                    .await
+                    .context("the database setup task panicked")??;
+                tracing::info!(?store, "using the MySQL/MariaDB store");
+                wire(Arc::new(store))
+            }
+            None => {
+                tracing::info!("using the in-memory store: data lasts as long as the process");
+                wire(Arc::new(MemoryStore::new()))
+            }
+        };
         let settings = Settings {
             order_ttl: TimeDelta::seconds(i64::from(config.order_ttl_secs)),
             ranking_days: config.ranking_days,
             ranking_size: config.ranking_size as usize,
         };
-        let mall = Mall::new(
-            Stores::from_one(store.clone()),
-            Arc::new(SystemClock),
-            Arc::new(UuidV7Ids),
-            settings,
-        );
-        let relay = EventRelay::new(store, Arc::new(LoggingPublisher));
+        let mall = Mall::new(stores, Arc::new(SystemClock), Arc::new(UuidV7Ids), settings);
+        let relay = EventRelay::new(outbox, Arc::new(LoggingPublisher));
 
         let mut admin_token = config.admin_token.clone().filter(|t| !t.is_empty());
         if config.demo {
@@ -144,6 +154,33 @@ impl Application {
             .context("the server task panicked")?
             .context("the server failed")
     }
+}
+
+/// One store for every port, and its outbox for the relay.
+fn wire<S>(store: Arc<S>) -> (Stores, Arc<dyn Outbox>)
+where
+    S: UserRepository
+        + ProductRepository
+        + OrderRepository
+        + PaymentRepository
+        + SalesRanking
+        + HealthProbe
+        + Outbox,
+{
+    (Stores::from_one(store.clone()), store)
+}
+
+/// `mall migrate`: applies pending migrations to `DATABASE_URL`.
+///
+/// # Errors
+/// Without `DATABASE_URL`, or when the database is unreachable or a migration fails.
+pub async fn migrate(config: &Config) -> anyhow::Result<Vec<String>> {
+    let Some(url) = config.database_url.clone() else {
+        bail!("`mall migrate` needs DATABASE_URL (or --database-url)");
+    };
+    tokio::task::spawn_blocking(move || store_mysql::migrate(&url))
+        .await
+        .context("the migration task panicked")?
 }
 
 /// Listens for Ctrl-C and SIGTERM from the moment it is called (so a signal that arrives while

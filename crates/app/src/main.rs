@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use app::{config::Config, demo, shutdown_signal, telemetry, Application};
+use app::config::{Command, Config};
+use app::{demo, shutdown_signal, telemetry, Application};
 use clap::Parser;
 
 #[tokio::main]
@@ -20,6 +21,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    if config.command == Some(Command::Migrate) {
+        let applied = app::migrate(&config).await?;
+        tracing::info!(count = applied.len(), migrations = ?applied, "migrations applied");
+        return Ok(());
+    }
     let shutdown = shutdown_signal()?;
     let app = Application::build(&config).await?;
     if config.demo {

@@ -1,5 +1,6 @@
 //! End to end: the real application on a free port, driven over HTTP by a real client, with
-//! the concurrency SPEC §1.7 demands of the in-memory store.
+//! the concurrency SPEC §1.7 demands. Every scenario runs on both stores: in memory and on a
+//! fresh MariaDB database.
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +17,23 @@ struct TestApp {
     client: Client,
 }
 
-async fn spawn_app(order_ttl_secs: u32) -> TestApp {
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Memory,
+    Mysql,
+}
+
+async fn spawn_app(backend: Backend, order_ttl_secs: u32) -> TestApp {
     let mut config = Config::defaults();
     config.bind = "127.0.0.1:0".into();
-    config.database_url = None;
+    config.database_url = match backend {
+        Backend::Memory => None,
+        Backend::Mysql => Some(
+            tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url)
+                .await
+                .expect("a fresh database"),
+        ),
+    };
     config.data_platform_url = None;
     config.admin_token = Some(TOKEN.into());
     config.order_ttl_secs = order_ttl_secs;
@@ -98,9 +112,8 @@ impl TestApp {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_whole_purchase_over_real_http() {
-    let app = spawn_app(600).await;
+async fn a_whole_purchase_over_real_http(backend: Backend) {
+    let app = spawn_app(backend, 600).await;
     assert_eq!(
         app.get("/health").await,
         (StatusCode::OK, json!({"errorcode": 0, "status": "ok"}))
@@ -120,9 +133,8 @@ async fn a_whole_purchase_over_real_http() {
     assert_eq!(ranked["products"][0]["quantity"], 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_hundred_concurrent_orders_against_stock_10_accept_exactly_10() {
-    let app = spawn_app(600).await;
+async fn a_hundred_concurrent_orders_against_stock_10_accept_exactly_10(backend: Backend) {
+    let app = spawn_app(backend, 600).await;
     let item = app.product(10, 10).await;
     for i in 0..100 {
         app.user(&format!("buyer{i}"), 1_000).await;
@@ -156,9 +168,8 @@ async fn a_hundred_concurrent_orders_against_stock_10_accept_exactly_10() {
     assert_eq!(app.quantity(item).await, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_hundred_concurrent_charges_add_exactly_200() {
-    let app = spawn_app(600).await;
+async fn two_hundred_concurrent_charges_add_exactly_200(backend: Backend) {
+    let app = spawn_app(backend, 600).await;
     app.user("alice", 0).await;
     let mut charges = JoinSet::new();
     for _ in 0..200 {
@@ -182,9 +193,8 @@ async fn two_hundred_concurrent_charges_add_exactly_200() {
     assert_eq!(app.balance("alice").await, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_concurrent_pays_of_one_form_succeed_once_and_debit_once() {
-    let app = spawn_app(600).await;
+async fn twenty_concurrent_pays_of_one_form_succeed_once_and_debit_once(backend: Backend) {
+    let app = spawn_app(backend, 600).await;
     app.user("alice", 10_000).await;
     let item = app.product(700, 5).await;
     let items = json!([{"product_id": item, "count": 2}]);
@@ -221,9 +231,8 @@ async fn twenty_concurrent_pays_of_one_form_succeed_once_and_debit_once() {
     assert_eq!(app.quantity(item).await, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn forty_concurrent_orders_by_one_user_leave_one_form_and_no_leak() {
-    let app = spawn_app(600).await;
+async fn forty_concurrent_orders_by_one_user_leave_one_form_and_no_leak(backend: Backend) {
+    let app = spawn_app(backend, 600).await;
     app.user("alice", 1_000_000).await;
     let item = app.product(10, 100).await;
     let mut orders = JoinSet::new();
@@ -258,9 +267,8 @@ async fn forty_concurrent_orders_by_one_user_leave_one_form_and_no_leak() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_form_gives_its_stock_back_within_two_seconds() {
-    let app = spawn_app(1).await;
+async fn an_expired_form_gives_its_stock_back_within_two_seconds(backend: Backend) {
+    let app = spawn_app(backend, 1).await;
     app.user("alice", 1_000).await;
     let item = app.product(10, 5).await;
     let items = json!([{"product_id": item, "count": 3}]);
@@ -289,4 +297,125 @@ async fn an_expired_form_gives_its_stock_back_within_two_seconds() {
         (StatusCode::NOT_FOUND, json!(5))
     );
     assert_eq!(app.balance("alice").await, 1_000);
+}
+
+macro_rules! on_both_stores {
+    ($($scenario:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario(super::Backend::Memory).await;
+                }
+            )+
+        }
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario(super::Backend::Mysql).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_stores!(
+    a_whole_purchase_over_real_http,
+    a_hundred_concurrent_orders_against_stock_10_accept_exactly_10,
+    two_hundred_concurrent_charges_add_exactly_200,
+    twenty_concurrent_pays_of_one_form_succeed_once_and_debit_once,
+    forty_concurrent_orders_by_one_user_leave_one_form_and_no_leak,
+    an_expired_form_gives_its_stock_back_within_two_seconds,
+);
+
+/// The database disappears under a running server: `/health` and every store call answer 503,
+/// code 7, and nothing panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_database_answers_503_code_7() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, MysqlConnection, QueryableByName};
+
+    #[derive(QueryableByName)]
+    struct Session {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
+    }
+
+    let admin_url = store_mysql::testing::server_url();
+    let database = tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url)
+        .await
+        .expect("a fresh database");
+    let name = database
+        .rsplit('/')
+        .next()
+        .expect("a database name")
+        .to_owned();
+    let user = format!("u{}", &name[name.len().saturating_sub(12)..]);
+    let mut admin = MysqlConnection::establish(&admin_url).expect("admin connection");
+    admin
+        .batch_execute(&format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'; \
+             GRANT ALL ON `{name}`.* TO '{user}'@'%'; \
+             CREATE USER '{user}'@'localhost' IDENTIFIED BY 'pw'; \
+             GRANT ALL ON `{name}`.* TO '{user}'@'localhost'"
+        ))
+        .expect("a test user");
+    let (scheme_host, _) = admin_url.split_once("root@").expect("a root URL");
+    let host = admin_url.rsplit('@').next().expect("a host");
+    let url = format!("{scheme_host}{user}:pw@{host}/{name}");
+
+    let mut config = Config::defaults();
+    config.bind = "127.0.0.1:0".into();
+    config.database_url = Some(url);
+    config.data_platform_url = None;
+    config.db_timeout_ms = 300;
+    let app = Application::build(&config)
+        .await
+        .expect("builds on the database");
+    let base = format!("http://{}", app.address());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let client = Client::new();
+    let health = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(health.status(), StatusCode::OK);
+
+    admin
+        .batch_execute(&format!(
+            "DROP USER '{user}'@'%'; DROP USER '{user}'@'localhost'"
+        ))
+        .expect("drop the user");
+    let sessions: Vec<Session> = diesel::RunQueryDsl::load(
+        diesel::sql_query(format!(
+            "SELECT id FROM information_schema.processlist WHERE user = '{user}'"
+        )),
+        &mut admin,
+    )
+    .expect("list sessions");
+    for session in sessions {
+        let _ = admin.batch_execute(&format!("KILL {}", session.id));
+    }
+
+    for path in [
+        "/health",
+        "/user/alice/point",
+        "/product/1",
+        "/product/ranked",
+    ] {
+        let response = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("answer");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(
+            (status, body["errorcode"].clone()),
+            (StatusCode::SERVICE_UNAVAILABLE, json!(7)),
+            "{path}: {body}"
+        );
+    }
 }

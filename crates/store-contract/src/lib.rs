@@ -47,6 +47,7 @@ macro_rules! store_contract {
             concurrent_charges_are_never_lost,
             concurrent_pays_of_one_form_succeed_once,
             concurrent_orders_by_one_user_leave_one_form,
+            two_sweepers_release_each_form_once,
         );
     };
     (@expand $make:expr; $($name:ident),+ $(,)?) => {

@@ -628,9 +628,9 @@ pub async fn health_reports_a_reachable_store<S: Store>(store: Arc<S>) {
 }
 
 pub async fn concurrent_orders_never_oversell<S: Store>(store: Arc<S>) {
-    let tea = product_with(&store, 10, 10).await;
+    let tea = product_with(&store, 10, 50).await;
     let mut users = Vec::new();
-    for i in 0..100 {
+    for i in 0..200 {
         users.push(user_with(&store, &format!("buyer{i}"), 1_000).await);
     }
     let mut tasks = JoinSet::new();
@@ -650,17 +650,61 @@ pub async fn concurrent_orders_never_oversell<S: Store>(store: Arc<S>) {
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!((accepted, short), (10, 90));
+    assert_eq!((accepted, short), (50, 150));
     assert_eq!(available(&store, tea).await, 0);
     assert_eq!(
         store.expire_due(t0() + TTL, 1_000).await.expect("sweep"),
-        10
+        50
     );
     assert_eq!(
         available(&store, tea).await,
-        10,
+        50,
         "every reservation comes back exactly once"
     );
+}
+
+pub async fn two_sweepers_release_each_form_once<S: Store>(store: Arc<S>) {
+    let tea = product_with(&store, 10, 100).await;
+    let mut users = Vec::new();
+    for i in 0..60 {
+        let user = user_with(&store, &format!("buyer{i}"), 100).await;
+        let order = form(
+            &user,
+            &format!("o{i}"),
+            &[(tea, 1, 10)],
+            t0(),
+            secs(i % 7 + 1),
+        );
+        store.place(order).await.expect("order");
+        users.push(user);
+    }
+    assert_eq!(available(&store, tea).await, 40);
+    let mut sweepers = JoinSet::new();
+    for _ in 0..2 {
+        let store = store.clone();
+        sweepers.spawn(async move {
+            let mut expired = 0;
+            loop {
+                match store.expire_due(t0() + secs(60), 4).await.expect("sweep") {
+                    0 => return expired,
+                    n => expired += n,
+                }
+            }
+        });
+    }
+    let mut total = 0;
+    while let Some(expired) = sweepers.join_next().await {
+        total += expired.expect("task");
+    }
+    assert_eq!(total, 60, "each form expired by exactly one sweeper");
+    assert_eq!(
+        available(&store, tea).await,
+        100,
+        "each reservation released exactly once"
+    );
+    for user in &users {
+        assert_eq!(pending_id(&store, user, t0()).await, None);
+    }
 }
 
 pub async fn concurrent_charges_are_never_lost<S: Store>(store: Arc<S>) {
