@@ -61,9 +61,19 @@ pub struct Config {
     #[arg(long, env = "MALL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
-    /// Where payment events are POSTed. Unset: events are written to the log.
+    /// Where payment events are POSTed (http://). Unset: events are written to the log.
     #[arg(long, env = "MALL_DATA_PLATFORM_URL")]
     pub data_platform_url: Option<String>,
+
+    /// How long one delivery attempt to the data platform may take, in ms.
+    #[arg(long, env = "MALL_DATA_PLATFORM_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=25_000))]
+    pub data_platform_timeout_ms: u64,
+
+    /// How long delivered payment events are kept before they are purged, in hours.
+    #[arg(long, env = "MALL_OUTBOX_RETENTION_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u32).range(1..=24 * 366))]
+    pub outbox_retention_hours: u32,
 
     /// The ranking's rolling window, in days.
     #[arg(long, env = "MALL_RANKING_DAYS", default_value_t = 3,

@@ -10,22 +10,23 @@ pub mod telemetry;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
 use anyhow::{bail, Context};
 use chrono::TimeDelta;
-use data_platform::LoggingPublisher;
+use data_platform::{HttpPublisher, LoggingPublisher};
 use domain::ports::{
-    HealthProbe, OrderRepository, Outbox, PaymentRepository, ProductRepository, SalesRanking,
-    UserRepository,
+    EventPublisher, HealthProbe, OrderRepository, Outbox, PaymentRepository, ProductRepository,
+    SalesRanking, UserRepository,
 };
-use domain::{EventRelay, Mall, Settings, Stores};
+use domain::{EventRelay, Mall, RelaySettings, Settings, Stores};
 use http_api::AdminToken;
 use store_memory::MemoryStore;
 use store_mysql::MysqlStore;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 pub use crate::config::Config;
 use crate::system::{SystemClock, UuidV7Ids};
@@ -36,6 +37,7 @@ pub struct Application {
     server: Server,
     mall: Mall,
     relay: EventRelay,
+    relay_wake: Arc<Notify>,
     admin_token: Option<String>,
 }
 
@@ -54,12 +56,18 @@ impl Application {
     /// A setting this build cannot honour, an address that cannot be bound, or a store that
     /// fails while the demo data is added.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        if config.data_platform_url.is_some() {
-            bail!(
-                "MALL_DATA_PLATFORM_URL is set, but this build only logs payment events; unset it"
-            );
-        }
-        let (stores, outbox) = match &config.database_url {
+        let publisher: Arc<dyn EventPublisher> = match &config.data_platform_url {
+            Some(url) => {
+                let timeout = Duration::from_millis(config.data_platform_timeout_ms);
+                tracing::info!(url, "payment events go to the data platform");
+                Arc::new(HttpPublisher::new(url, timeout)?)
+            }
+            None => {
+                tracing::info!("MALL_DATA_PLATFORM_URL is unset: payment events are logged");
+                Arc::new(LoggingPublisher)
+            }
+        };
+        let mut stores = match &config.database_url {
             Some(url) => {
                 let (url, options) = (url.clone(), config.pool_options());
                 let store = tokio::task::spawn_blocking(move || MysqlStore::connect(&url, options))
@@ -78,8 +86,23 @@ impl Application {
             ranking_days: config.ranking_days,
             ranking_size: config.ranking_size as usize,
         };
-        let mall = Mall::new(stores, Arc::new(SystemClock), Arc::new(UuidV7Ids), settings);
-        let relay = EventRelay::new(outbox, Arc::new(LoggingPublisher));
+        let relay_wake = Arc::new(Notify::new());
+        stores.payments = Arc::new(tasks::WakeRelayOnPayment::new(
+            stores.payments,
+            relay_wake.clone(),
+        ));
+        let clock = Arc::new(SystemClock);
+        let relay_settings = RelaySettings {
+            retention: TimeDelta::hours(i64::from(config.outbox_retention_hours)),
+            ..RelaySettings::default()
+        };
+        let relay = EventRelay::new(
+            stores.outbox.clone(),
+            publisher,
+            clock.clone(),
+            relay_settings,
+        );
+        let mall = Mall::new(stores, clock, Arc::new(UuidV7Ids), settings);
 
         let mut admin_token = config.admin_token.clone().filter(|t| !t.is_empty());
         if config.demo {
@@ -105,6 +128,7 @@ impl Application {
             server,
             mall,
             relay,
+            relay_wake,
             admin_token,
         })
     }
@@ -123,7 +147,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
-    /// stops the background tasks and makes a last outbox pass.
+    /// and stops the background tasks. Undelivered events wait in the outbox for the next start
+    /// (or another instance).
     ///
     /// # Errors
     /// When the server fails.
@@ -133,7 +158,12 @@ impl Application {
             self.mall.clone(),
             stop_rx.clone(),
         ));
-        let relay = tokio::spawn(tasks::relay_events(self.relay.clone(), stop_rx));
+        let relay = tokio::spawn(tasks::relay_events(
+            self.relay.clone(),
+            self.relay_wake.clone(),
+            stop_rx.clone(),
+        ));
+        let housekeeping = tokio::spawn(tasks::watch_outbox(self.relay.clone(), stop_rx));
         tracing::info!(address = %self.address, "listening on http://{}", self.address);
 
         let handle = self.server.handle();
@@ -148,7 +178,7 @@ impl Application {
         };
         // Stopping is best effort: a task that already ended has dropped its receiver.
         let _ = stop_tx.send(true);
-        let _ = tokio::join!(sweeper, relay);
+        let _ = tokio::join!(sweeper, relay, housekeeping);
         tracing::info!("stopped");
         served
             .context("the server task panicked")?
@@ -156,8 +186,8 @@ impl Application {
     }
 }
 
-/// One store for every port, and its outbox for the relay.
-fn wire<S>(store: Arc<S>) -> (Stores, Arc<dyn Outbox>)
+/// One store for every port.
+fn wire<S>(store: Arc<S>) -> Stores
 where
     S: UserRepository
         + ProductRepository
@@ -167,7 +197,7 @@ where
         + HealthProbe
         + Outbox,
 {
-    (Stores::from_one(store.clone()), store)
+    Stores::from_one(store)
 }
 
 /// `mall migrate`: applies pending migrations to `DATABASE_URL`.

@@ -1,20 +1,29 @@
-//! Background work: the expiry sweeper and the outbox relay. Each stops when the shutdown
-//! channel flips.
+//! Background work: the expiry sweeper, the outbox relay and the outbox watch. Each stops when
+//! the shutdown channel flips.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::errors::PayError;
+use domain::model::{PaymentPlan, PaymentReceipt};
+use domain::ports::PaymentRepository;
 use domain::{EventRelay, Mall};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::{interval, MissedTickBehavior};
 
 /// How often due forms are looked for. SPEC: stock returns within 2 s of a form's expiry.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// Forms expired per store call; a sweep repeats until fewer are due.
 pub const SWEEP_BATCH: usize = 500;
-/// How often the outbox is drained. SPEC: an event leaves within a second of its payment.
-pub const RELAY_EVERY: Duration = Duration::from_millis(200);
-/// Events read per relay pass.
-pub const RELAY_BATCH: usize = 100;
+/// How often the relay looks for due events besides being woken by a payment: retries and
+/// events committed by other instances. SPEC: an event leaves within a second of its payment.
+pub const RELAY_EVERY: Duration = Duration::from_millis(500);
+/// How often the backlog is logged (while events fail) and old delivered events purged.
+pub const WATCH_EVERY: Duration = Duration::from_secs(30);
+/// Delivered events deleted per purge statement.
+pub const PURGE_BATCH: usize = 1_000;
 
 /// Expires due order forms until shutdown.
 pub async fn sweep_expired_forms(mall: Mall, mut stop: watch::Receiver<bool>) {
@@ -50,31 +59,112 @@ async fn sweep_once(mall: &Mall) {
     }
 }
 
-/// Delivers outbox events until shutdown, then makes one last pass.
-pub async fn relay_events(relay: EventRelay, mut stop: watch::Receiver<bool>) {
+/// Delivers outbox events until shutdown: at once when a payment commits on this instance
+/// (`wake`), and every [`RELAY_EVERY`] for retries and other instances' events.
+pub async fn relay_events(relay: EventRelay, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     let mut tick = interval(RELAY_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => relay_once(&relay).await,
+            _ = tick.tick() => {}
+            () = wake.notified() => {}
             _ = stop.changed() => break,
         }
+        relay_due(&relay).await;
     }
-    relay_once(&relay).await;
 }
 
-async fn relay_once(relay: &EventRelay) {
+async fn relay_due(relay: &EventRelay) {
     loop {
-        match relay.relay_once(RELAY_BATCH).await {
-            Ok(sent) if sent == RELAY_BATCH => continue,
-            Ok(_) => return,
+        match relay.relay_once().await {
+            Ok(report) => {
+                if let Some(error) = &report.last_error {
+                    tracing::warn!(
+                        delivered = report.delivered,
+                        failed = report.failed,
+                        error,
+                        "some payment events could not be delivered; they will be retried"
+                    );
+                }
+                // A full batch means more may be due; anything less means we are done.
+                if report.claimed < relay.settings().batch || report.failed > 0 {
+                    return;
+                }
+            }
             Err(error) => {
                 tracing::warn!(
                     error = format!("{error:#}"),
-                    "event delivery failed; will retry"
+                    "the outbox relay failed; retrying"
                 );
                 return;
             }
         }
+    }
+}
+
+/// Every [`WATCH_EVERY`]: logs the backlog while events wait or fail, and purges delivered
+/// events older than the retention period.
+pub async fn watch_outbox(relay: EventRelay, mut stop: watch::Receiver<bool>) {
+    let mut tick = interval(WATCH_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        match relay.backlog().await {
+            Ok(backlog) if backlog.failing > 0 => tracing::warn!(
+                undelivered = backlog.undelivered,
+                failing = backlog.failing,
+                oldest = ?backlog.oldest,
+                last_error = backlog.last_error.as_deref().unwrap_or(""),
+                "payment events are waiting for the data platform"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "cannot read the outbox"),
+        }
+        loop {
+            match relay.purge(PURGE_BATCH).await {
+                Ok(purged) if purged == PURGE_BATCH => continue,
+                Ok(purged) => {
+                    if purged > 0 {
+                        tracing::info!(purged, "purged delivered payment events");
+                    }
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(error = format!("{error:#}"), "purging the outbox failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Wakes the relay after each committed payment, so its event leaves at once instead of at
+/// the next tick.
+pub struct WakeRelayOnPayment {
+    inner: Arc<dyn PaymentRepository>,
+    wake: Arc<Notify>,
+}
+
+impl WakeRelayOnPayment {
+    pub fn new(inner: Arc<dyn PaymentRepository>, wake: Arc<Notify>) -> Self {
+        Self { inner, wake }
+    }
+}
+
+impl std::fmt::Debug for WakeRelayOnPayment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WakeRelayOnPayment").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl PaymentRepository for WakeRelayOnPayment {
+    async fn commit_payment(&self, plan: PaymentPlan) -> Result<PaymentReceipt, PayError> {
+        let receipt = self.inner.commit_payment(plan).await?;
+        self.wake.notify_one();
+        Ok(receipt)
     }
 }

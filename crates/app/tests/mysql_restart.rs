@@ -1,99 +1,19 @@
 //! The real binary on MariaDB, killed with SIGKILL and restarted: nothing committed is lost, and
 //! a form that expired while the server was down gives its stock back at the next start.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use common::{closed_port, FakePlatform, Server, MALL};
+use serde_json::json;
 
-const MALL: &str = env!("CARGO_BIN_EXE_mall");
-const TOKEN: &str = "restart-test-token";
-
-/// A running `mall` process.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(database_url: &str, order_ttl_secs: u32) -> Self {
-        let mut child = Command::new(MALL)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", database_url)
-            .env("MALL_BIND", "127.0.0.1:0")
-            .env("MALL_ADMIN_TOKEN", TOKEN)
-            .env("MALL_ORDER_TTL_SECS", order_ttl_secs.to_string())
-            .env("MALL_LOG_FORMAT", "json")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("mall starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (address_tx, address_rx) = mpsc::channel();
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(entry) = serde_json::from_str::<Value>(&line) {
-                    if let Some(address) = entry["address"].as_str() {
-                        let _ = address_tx.send(address.to_owned());
-                    }
-                }
-            }
-        });
-        let address = address_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("mall says where it listens");
-        Self {
-            child,
-            base: format!("http://{address}"),
-        }
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let client = reqwest::blocking::Client::new();
-        let mut request = client
-            .request(
-                method.parse().expect("method"),
-                format!("{}{path}", self.base),
-            )
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().expect("the server answers");
-        let status = response.status().as_u16();
-        (status, response.json().expect("a JSON body"))
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let (status, body) = self.call("GET", path, None);
-        assert_eq!(status, 200, "GET {path}: {body}");
-        body
-    }
-
-    fn send(&self, method: &str, path: &str, body: Value) -> Value {
-        let (status, answer) = self.call(method, path, Some(body));
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {answer}"
-        );
-        answer
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start(url: &str, order_ttl_secs: u32) -> Server {
+    Server::start(&[
+        ("DATABASE_URL", url),
+        ("MALL_ORDER_TTL_SECS", &order_ttl_secs.to_string()),
+    ])
 }
 
 #[test]
@@ -101,7 +21,7 @@ fn state_survives_kill_9_and_forms_that_expired_meanwhile_are_released() {
     let url = store_mysql::testing::fresh_database_url();
 
     // First life: a paid order, and a pending one.
-    let server = Server::start(&url, 600);
+    let server = start(&url, 600);
     server.send("POST", "/user", json!({"id": "alice"}));
     server.send("PATCH", "/user/alice/charge", json!({"amount": 10_000}));
     server.send("POST", "/user", json!({"id": "bob"}));
@@ -123,7 +43,7 @@ fn state_survives_kill_9_and_forms_that_expired_meanwhile_are_released() {
     server.kill_9();
 
     // Second life: everything is still there. Carol's form expires while the server is down.
-    let server = Server::start(&url, 1);
+    let server = start(&url, 1);
     assert_eq!(server.get("/user/alice/point")["amount"], 7_000);
     assert_eq!(server.get("/user/bob/point")["amount"], 5_000);
     assert_eq!(
@@ -161,7 +81,7 @@ fn state_survives_kill_9_and_forms_that_expired_meanwhile_are_released() {
     std::thread::sleep(Duration::from_millis(1_500));
 
     // Third life: carol's expired form is released by the first sweep; bob's is untouched.
-    let server = Server::start(&url, 600);
+    let server = start(&url, 600);
     let started = Instant::now();
     while server.get(&format!("/product/{tea}"))["product"]["quantity"] != 5 {
         assert!(
@@ -202,4 +122,41 @@ fn migrate_applies_the_migrations_without_serving() {
         .expect("runs");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("DATABASE_URL"));
+}
+
+#[test]
+fn an_event_committed_just_before_a_crash_is_delivered_after_the_restart() {
+    let url = store_mysql::testing::fresh_database_url();
+    let port = closed_port();
+    let platform_url = format!("http://127.0.0.1:{port}/events");
+
+    // The platform is down: the payment commits, its event waits in the outbox; then SIGKILL.
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("MALL_DATA_PLATFORM_URL", platform_url.as_str()),
+    ];
+    let server = Server::start(&env);
+    server.send("POST", "/user", json!({"id": "alice"}));
+    server.send("PATCH", "/user/alice/charge", json!({"amount": 1_000}));
+    let product = server.send(
+        "POST",
+        "/product",
+        json!({"name": "Tea", "price": 300, "quantity": 5}),
+    );
+    let items = json!([{"product_id": product["product"]["id"], "count": 2}]);
+    server.send("POST", "/order/alice", items.clone());
+    let paid = server.send("POST", "/order/alice/pay", items);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.get("/health")["outbox"]["undelivered"], 1);
+    server.kill_9();
+
+    // The platform comes up, on the address the event is meant for; mall restarts.
+    let platform = FakePlatform::start_on_port(port, &[]);
+    let server = Server::start(&env);
+    let received = platform.wait_for(1, Duration::from_secs(10));
+    assert_eq!(received[0].body["payment"]["id"], paid["payment"]["id"]);
+    assert_eq!(received[0].body["payment"]["amount"], 600);
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(platform.received().len(), 1, "delivered once");
+    assert_eq!(server.get("/health")["outbox"]["undelivered"], 0);
 }

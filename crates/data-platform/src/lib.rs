@@ -1,8 +1,11 @@
 //! Outbound payment events for the data platform: the SPEC §3 wire format, and the
-//! publishers that deliver it. Today: [`LoggingPublisher`], which writes each event to the log
-//! (the default when `MALL_DATA_PLATFORM_URL` is unset). Delivery is driven by the domain's
-//! `EventRelay`, which reads the outbox, so a publisher only has to send one event.
+//! publishers that deliver it — [`HttpPublisher`] (`MALL_DATA_PLATFORM_URL`) and
+//! [`LoggingPublisher`] (the default). Delivery is driven by the domain's `EventRelay`, which
+//! reads the outbox and retries, so a publisher only has to try to send one event once.
 
+use std::time::Duration;
+
+use anyhow::{bail, Context};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::model::PaymentCompleted;
@@ -83,6 +86,69 @@ impl EventPublisher for LoggingPublisher {
     }
 }
 
+/// The header that carries the `event_id`, so the receiver can drop a repeated delivery.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// POSTs each event as SPEC §3 JSON; any 2xx answer means delivered.
+#[derive(Debug, Clone)]
+pub struct HttpPublisher {
+    client: reqwest::Client,
+    url: reqwest::Url,
+}
+
+impl HttpPublisher {
+    /// # Errors
+    /// When `url` is not an `http://` URL (this build has no TLS: put a TLS-terminating proxy
+    /// in front of an `https://` platform), or the client cannot be built.
+    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let url =
+            reqwest::Url::parse(url).with_context(|| format!("bad data platform URL {url:?}"))?;
+        if url.scheme() != "http" {
+            bail!("the data platform URL must be http:// (this build has no TLS), not {url}");
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .user_agent(concat!("mall/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self { client, url })
+    }
+}
+
+#[async_trait]
+impl EventPublisher for HttpPublisher {
+    async fn publish(&self, event: PaymentCompleted) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header(IDEMPOTENCY_KEY, event.event_id.as_str())
+            .json(&EventBody::from(&event))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("POST {}: {}", self.url, reqwest_cause(&e)))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            bail!("the data platform answered HTTP {}", status.as_u16())
+        }
+    }
+}
+
+/// The innermost cause of a client error ("connection refused", "operation timed out").
+fn reqwest_cause(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    if error.is_timeout() {
+        format!("timed out ({cause})")
+    } else {
+        cause.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeDelta;
@@ -137,5 +203,25 @@ mod tests {
     #[tokio::test]
     async fn the_logging_publisher_always_confirms() {
         assert!(LoggingPublisher.publish(event()).await.is_ok());
+    }
+
+    #[test]
+    fn only_http_urls_are_accepted() {
+        let timeout = Duration::from_secs(1);
+        assert!(HttpPublisher::new("http://127.0.0.1:9000/events", timeout).is_ok());
+        assert!(HttpPublisher::new("https://platform.example/events", timeout).is_err());
+        assert!(HttpPublisher::new("not a url", timeout).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_platform_is_an_error_naming_the_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
+        let url = format!("http://{}/events", port.expect("a free port"));
+        let publisher = HttpPublisher::new(&url, Duration::from_secs(1)).expect("publisher");
+        let error = publisher
+            .publish(event())
+            .await
+            .expect_err("nothing listens");
+        assert!(format!("{error:#}").contains("POST"), "{error:#}");
     }
 }

@@ -4,14 +4,17 @@
 //! - [`model`]: entities, plans and events.
 //! - [`errors`]: one error enum per use case.
 //! - [`ports`]: the traits adapters implement.
-//! - [`service`]: the use cases ([`Mall`], [`EventRelay`]).
+//! - [`service`]: the shop's use cases ([`Mall`]).
+//! - [`relay`]: delivery of payment events from the outbox ([`EventRelay`]).
 //! - [`support`]: a hand-moved clock and sequential ids.
 
 pub mod errors;
 pub mod model;
 pub mod ports;
+pub mod relay;
 pub mod service;
 pub mod support;
 pub mod values;
 
-pub use service::{EventRelay, Mall, Settings, Stores, MAX_PAGE_SIZE};
+pub use relay::{EventRelay, RelayReport, RelaySettings};
+pub use service::{HealthReport, Mall, Settings, Stores, MAX_PAGE_SIZE};

@@ -178,6 +178,26 @@ pub struct PaymentCompleted {
     pub payment: Payment,
 }
 
+/// An event claimed from the outbox, with the number of attempts that failed before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub event: PaymentCompleted,
+    pub attempts: u32,
+}
+
+/// The outbox's undelivered events, for health details and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OutboxBacklog {
+    /// Events not yet delivered.
+    pub undelivered: u64,
+    /// Of those, events whose delivery has failed at least once.
+    pub failing: u64,
+    /// When the oldest undelivered event happened.
+    pub oldest: Option<DateTime<Utc>>,
+    /// The last error of the oldest event that has failed.
+    pub last_error: Option<String>,
+}
+
 /// What a store applies atomically when a form is paid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentPlan {

@@ -11,8 +11,8 @@ use crate::errors::{
     AddProductError, ChargeError, EditProductError, PayError, PlaceOrderError, RegisterError,
 };
 use crate::model::{
-    CatalogPage, NewProduct, Order, PaymentCompleted, PaymentPlan, PaymentReceipt, Product,
-    ProductEdit, RankedProduct, User,
+    CatalogPage, NewProduct, Order, OutboxBacklog, OutboxEntry, PaymentCompleted, PaymentPlan,
+    PaymentReceipt, Product, ProductEdit, RankedProduct, User,
 };
 use crate::values::{EventId, Points, ProductId, UserId};
 
@@ -139,21 +139,54 @@ pub trait SalesRanking: Send + Sync + 'static {
 }
 
 /// Payment events waiting to reach the data platform (written by
-/// [`PaymentRepository::commit_payment`]).
+/// [`PaymentRepository::commit_payment`]). Events are never dropped: an event stays until it is
+/// delivered, however often delivery fails.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Outbox: Send + Sync + 'static {
-    /// Up to `limit` undelivered events, oldest first.
+    /// Claims up to `limit` undelivered events that are due at `now` (never tried, or their
+    /// retry time has come, or an earlier claim's lease ran out), oldest first, and leases them
+    /// until `lease_until`: until then no other relay claims them, so no event is sent by two
+    /// relays at the same moment. A relay that dies holding a lease only delays its events.
+    ///
+    /// # Errors
+    /// When the store fails; then nothing was claimed.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<OutboxEntry>>;
+
+    /// Records that the event reached the platform at `at`; it is never sent again.
+    ///
+    /// # Errors
+    /// When the store fails; the event stays undelivered and will be sent again.
+    async fn mark_delivered(&self, id: EventId, at: DateTime<Utc>) -> anyhow::Result<()>;
+
+    /// Records a failed attempt: one more attempt, the error, and when to try next.
+    ///
+    /// # Errors
+    /// When the store fails; the event is retried when its lease runs out.
+    async fn mark_failed(
+        &self,
+        id: EventId,
+        retry_at: DateTime<Utc>,
+        error: String,
+    ) -> anyhow::Result<()>;
+
+    /// How many events are waiting, how many of them have failed at least once, and when the
+    /// oldest of them happened.
     ///
     /// # Errors
     /// When the store fails.
-    async fn undelivered(&self, limit: usize) -> anyhow::Result<Vec<PaymentCompleted>>;
+    async fn backlog(&self) -> anyhow::Result<OutboxBacklog>;
 
-    /// Marks events as delivered so they are not sent again.
+    /// Deletes up to `limit` events delivered before `before` and returns how many.
     ///
     /// # Errors
-    /// When the store fails; the events stay undelivered and will be sent again.
-    async fn mark_delivered(&self, ids: Vec<EventId>) -> anyhow::Result<()>;
+    /// When the store fails.
+    async fn purge_delivered(&self, before: DateTime<Utc>, limit: usize) -> anyhow::Result<usize>;
 }
 
 /// Delivers one payment event to the data platform.

@@ -6,6 +6,7 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::model::{Order, OrderItems, Payment, Product, RankedProduct};
 use domain::values::{AmountError, Count, InvalidProductId, ProductId};
+use domain::HealthReport;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -256,6 +257,36 @@ pub struct PayBody {
 #[derive(Debug, Serialize)]
 pub struct HealthBody {
     pub status: &'static str,
+    pub outbox: OutboxHealth,
+}
+
+/// The payment events still waiting for the data platform.
+#[derive(Debug, Serialize)]
+pub struct OutboxHealth {
+    pub undelivered: u64,
+    /// Of those, how many have failed at least once.
+    pub failing: u64,
+    /// How long the oldest has waited, in seconds; `null` when none waits.
+    pub oldest_age_secs: Option<f64>,
+    /// The last error of the oldest failing event.
+    pub last_error: Option<String>,
+}
+
+impl From<HealthReport> for HealthBody {
+    fn from(report: HealthReport) -> Self {
+        let oldest_age_secs = report
+            .oldest_event_age()
+            .map(|age| age.num_milliseconds().max(0) as f64 / 1_000.0);
+        Self {
+            status: "ok",
+            outbox: OutboxHealth {
+                undelivered: report.outbox.undelivered,
+                failing: report.outbox.failing,
+                oldest_age_secs,
+                last_error: report.outbox.last_error,
+            },
+        }
+    }
 }
 
 /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-24T04:40:01.123Z`.

@@ -174,10 +174,11 @@ pub async fn pay(
 }
 
 pub async fn health(mall: web::Data<Mall>) -> Reply {
-    mall.health()
+    let report = mall
+        .health()
         .await
         .map_err(|cause| ApiError::unavailable(&cause))?;
-    ok(HealthBody { status: "ok" })
+    ok(HealthBody::from(report))
 }
 
 pub async fn no_route() -> Reply {

@@ -719,9 +719,13 @@ async fn ranking_lists_paid_units_best_first() {
 async fn health_is_200_and_503_when_the_store_is_down() {
     let app = service(shop().mall, None).await;
     let (status, body) = send(&app, get("/health")).await;
+    let idle = json!({"undelivered": 0, "failing": 0, "oldest_age_secs": null, "last_error": null});
     assert_eq!(
         (status, body),
-        (StatusCode::OK, json!({"errorcode": 0, "status": "ok"}))
+        (
+            StatusCode::OK,
+            json!({"errorcode": 0, "status": "ok", "outbox": idle})
+        )
     );
 
     let mut probe = MockHealthProbe::new();
@@ -814,5 +818,23 @@ async fn actix_rejections_come_back_as_spec_json() {
     assert_eq!(
         point["amount"], 0,
         "no rejected request changed the balance"
+    );
+}
+
+#[actix_web::test]
+async fn health_shows_payment_events_waiting_for_the_data_platform() {
+    let shop = shop();
+    let clock = shop.clock.clone();
+    let app = service(shop.mall, Some(TOKEN)).await;
+    stocked(&app).await;
+    let items = json!([{"product_id": 1, "count": 1}]);
+    send(&app, post("/order/alice", items.clone())).await;
+    send(&app, post("/order/alice/pay", items)).await;
+    clock.advance(TimeDelta::milliseconds(2_500));
+    let (status, body) = send(&app, get("/health")).await;
+    assert_eq!(status, StatusCode::OK, "a backlog is not an outage");
+    assert_eq!(
+        body["outbox"],
+        json!({"undelivered": 1, "failing": 0, "oldest_age_secs": 2.5, "last_error": null})
     );
 }

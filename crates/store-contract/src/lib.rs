@@ -12,7 +12,7 @@
 
 pub mod scenarios;
 
-mod support;
+pub mod support;
 
 pub use support::Store;
 
@@ -39,7 +39,8 @@ macro_rules! store_contract {
             expiry_is_due_at_the_instant_and_releases_once,
             expired_form_cannot_be_paid_and_paid_form_cannot_expire,
             ranking_sums_paid_units_in_the_window_ties_by_id,
-            outbox_keeps_events_in_order_until_delivered,
+            outbox_leases_retries_and_delivers_each_event,
+            delivered_events_are_purged_after_retention,
             health_reports_a_reachable_store,
         );
         $crate::store_contract!(@expand_concurrent $make;
@@ -48,6 +49,7 @@ macro_rules! store_contract {
             concurrent_pays_of_one_form_succeed_once,
             concurrent_orders_by_one_user_leave_one_form,
             two_sweepers_release_each_form_once,
+            concurrent_claims_never_share_an_event,
         );
     };
     (@expand $make:expr; $($name:ident),+ $(,)?) => {

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use domain::errors::{ChargeError, EditProductError, PayError, PlaceOrderError, RegisterError};
-use domain::model::{ProductEdit, RankedProduct};
+use domain::model::{OutboxBacklog, OutboxEntry, ProductEdit, RankedProduct};
 use domain::values::{AmountError, Count, Price, ProductId, ProductName};
 use tokio::task::JoinSet;
 
 use crate::support::{
-    available, balance, form, pending_id, plan, points, product_with, queued_events, secs, sold,
-    t0, uid, user_with, Store,
+    available, balance, form, one_payment, pending_id, plan, points, product_with, queued_events,
+    secs, sold, t0, uid, user_with, Store,
 };
 
 const TTL: TimeDelta = TimeDelta::seconds(600);
@@ -371,7 +371,11 @@ pub async fn pay_debits_settles_records_sales_and_queues_one_event<S: Store>(sto
     );
     assert_eq!(pending_id(&store, &alice, t0() + secs(10)).await, None);
     assert_eq!(sold(&store, tea).await, 3);
-    let events = store.undelivered(10).await.expect("outbox");
+    let events = store
+        .claim_due(t0() + secs(10), t0() + secs(70), 10)
+        .await
+        .expect("outbox");
+    let events: Vec<_> = events.into_iter().map(|e| e.event).collect();
     assert_eq!(
         events,
         vec![the_plan.event],
@@ -586,41 +590,219 @@ pub async fn ranking_sums_paid_units_in_the_window_ties_by_id<S: Store>(store: A
     );
 }
 
-pub async fn outbox_keeps_events_in_order_until_delivered<S: Store>(store: Arc<S>) {
+pub async fn outbox_leases_retries_and_delivers_each_event<S: Store>(store: Arc<S>) {
     let tea = product_with(&store, 10, 10).await;
-    let mut plans = Vec::new();
+    let mut ids = Vec::new();
     for (i, name) in ["u1", "u2", "u3"].iter().enumerate() {
-        let user = user_with(&store, name, 100).await;
-        let order = form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), TTL);
-        store.place(order.clone()).await.expect("order");
-        let the_plan = plan(&order, t0() + secs(i as i64 + 1));
-        store
-            .commit_payment(the_plan.clone())
-            .await
-            .expect("payment");
-        plans.push(the_plan);
+        ids.push(
+            one_payment(&store, name, tea, secs(i as i64))
+                .await
+                .event
+                .event_id,
+        );
     }
-    let ids = |events: Vec<domain::model::PaymentCompleted>| {
-        events.into_iter().map(|e| e.event_id).collect::<Vec<_>>()
+    let claim_ids = |entries: Vec<OutboxEntry>| {
+        entries
+            .into_iter()
+            .map(|e| e.event.event_id)
+            .collect::<Vec<_>>()
     };
-    let all: Vec<_> = plans.iter().map(|p| p.event.event_id.clone()).collect();
-    assert_eq!(
-        ids(store.undelivered(2).await.expect("outbox")),
-        all[..2].to_vec()
-    );
-    store
-        .mark_delivered(vec![all[0].clone()])
+    let now = t0() + secs(10);
+
+    // Oldest first, up to the limit; the claimed ones are leased until `now + 30 s`.
+    let first = store
+        .claim_due(now, now + secs(30), 2)
         .await
-        .expect("mark");
+        .expect("claim");
     assert_eq!(
-        ids(store.undelivered(10).await.expect("outbox")),
-        all[1..].to_vec()
+        first.iter().map(|e| e.attempts).collect::<Vec<_>>(),
+        vec![0, 0]
     );
+    assert_eq!(claim_ids(first), ids[..2].to_vec());
+    let rest = store
+        .claim_due(now, now + secs(30), 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claim_ids(rest),
+        ids[2..].to_vec(),
+        "leased events are not claimed twice"
+    );
+    assert!(store
+        .claim_due(now + secs(29), now + secs(60), 10)
+        .await
+        .expect("claim")
+        .is_empty());
+
+    // One delivered, one failed with a retry in 5 s, one whose relay vanished.
     store
-        .mark_delivered(all.clone())
+        .mark_delivered(ids[0].clone(), now + secs(1))
+        .await
+        .expect("delivered");
+    store
+        .mark_failed(ids[1].clone(), now + secs(5), "HTTP 503".into())
+        .await
+        .expect("failed");
+    let backlog = store.backlog().await.expect("backlog");
+    assert_eq!((backlog.undelivered, backlog.failing), (2, 1));
+    assert_eq!(backlog.oldest, Some(t0() + secs(1)));
+    assert_eq!(backlog.last_error.as_deref(), Some("HTTP 503"));
+
+    let retried = store
+        .claim_due(now + secs(5), now + secs(35), 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        retried
+            .iter()
+            .map(|e| (e.event.event_id.clone(), e.attempts))
+            .collect::<Vec<_>>(),
+        vec![(ids[1].clone(), 1)]
+    );
+    let orphaned = store
+        .claim_due(now + secs(30), now + secs(60), 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claim_ids(orphaned),
+        ids[2..].to_vec(),
+        "an expired lease makes the event due again"
+    );
+    let event = &retried[0].event;
+    let the_plan = plan(
+        &form(&uid("u2"), "order-u2", &[(tea, 1, 10)], t0() + secs(1), TTL),
+        t0() + secs(1),
+    );
+    assert_eq!(
+        event.payment, the_plan.payment,
+        "the event carries the whole payment"
+    );
+
+    store
+        .mark_delivered(ids[1].clone(), now + secs(6))
+        .await
+        .expect("delivered");
+    store
+        .mark_delivered(ids[2].clone(), now + secs(31))
+        .await
+        .expect("delivered");
+    store
+        .mark_delivered(ids[2].clone(), now + secs(32))
         .await
         .expect("marking twice is harmless");
-    assert!(store.undelivered(10).await.expect("outbox").is_empty());
+    assert_eq!(
+        store.backlog().await.expect("backlog"),
+        OutboxBacklog::default()
+    );
+    assert!(
+        store
+            .claim_due(now + secs(999), now + secs(9_999), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "delivered events are never claimed again"
+    );
+}
+
+pub async fn delivered_events_are_purged_after_retention<S: Store>(store: Arc<S>) {
+    let tea = product_with(&store, 10, 10).await;
+    let old = one_payment(&store, "old", tea, secs(0))
+        .await
+        .event
+        .event_id;
+    let recent = one_payment(&store, "recent", tea, secs(1))
+        .await
+        .event
+        .event_id;
+    let pending = one_payment(&store, "pending", tea, secs(2))
+        .await
+        .event
+        .event_id;
+    store
+        .claim_due(t0() + secs(5), t0() + secs(60), 10)
+        .await
+        .expect("claim");
+    store
+        .mark_delivered(old, t0() + secs(10))
+        .await
+        .expect("delivered");
+    store
+        .mark_delivered(recent, t0() + secs(100))
+        .await
+        .expect("delivered");
+
+    assert_eq!(
+        store
+            .purge_delivered(t0() + secs(50), 100)
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(
+        store
+            .purge_delivered(t0() + secs(50), 100)
+            .await
+            .expect("purge"),
+        0
+    );
+    assert_eq!(
+        store
+            .purge_delivered(t0() + secs(1_000), 100)
+            .await
+            .expect("purge"),
+        1
+    );
+    let backlog = store.backlog().await.expect("backlog");
+    assert_eq!(
+        backlog.undelivered, 1,
+        "undelivered events are never purged"
+    );
+    let claimed = store
+        .claim_due(t0() + secs(61), t0() + secs(120), 10)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed
+            .into_iter()
+            .map(|e| e.event.event_id)
+            .collect::<Vec<_>>(),
+        vec![pending]
+    );
+}
+
+pub async fn concurrent_claims_never_share_an_event<S: Store>(store: Arc<S>) {
+    let tea = product_with(&store, 10, 100).await;
+    for i in 0..40 {
+        one_payment(&store, &format!("buyer{i}"), tea, secs(i)).await;
+    }
+    let now = t0() + secs(100);
+    let mut relays = JoinSet::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        relays.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store
+                    .claim_due(now, now + secs(60), 3)
+                    .await
+                    .expect("claim");
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|e| e.event.event_id));
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(claimed) = relays.join_next().await {
+        all.extend(claimed.expect("task"));
+    }
+    let distinct: std::collections::HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(
+        (all.len(), distinct.len()),
+        (40, 40),
+        "every event claimed by exactly one relay"
+    );
 }
 
 pub async fn health_reports_a_reachable_store<S: Store>(store: Arc<S>) {

@@ -153,12 +153,33 @@ pub async fn pending_id<S: Store>(
     order.map(|o| o.id.to_string())
 }
 
-pub async fn queued_events<S: Store>(store: &Arc<S>) -> usize {
+pub async fn queued_events<S: Store>(store: &Arc<S>) -> u64 {
+    store.backlog().await.expect("read outbox").undelivered
+}
+
+/// Pays for one unit of `product` as a new user `name` at `t0() + offset`, and returns the plan.
+pub async fn one_payment<S: Store>(
+    store: &Arc<S>,
+    name: &str,
+    product: ProductId,
+    offset: TimeDelta,
+) -> PaymentPlan {
+    let user = user_with(store, name, 100).await;
+    let at = t0() + offset;
+    let order = form(
+        &user,
+        &format!("order-{name}"),
+        &[(product, 1, 10)],
+        at,
+        TimeDelta::seconds(600),
+    );
+    store.place(order.clone()).await.expect("order");
+    let the_plan = plan(&order, at);
     store
-        .undelivered(usize::MAX)
+        .commit_payment(the_plan.clone())
         .await
-        .expect("read outbox")
-        .len()
+        .expect("payment");
+    the_plan
 }
 
 pub async fn sold<S: Store>(store: &Arc<S>, id: ProductId) -> i64 {

@@ -16,8 +16,8 @@ use domain::errors::{
     AddProductError, ChargeError, EditProductError, PayError, PlaceOrderError, RegisterError,
 };
 use domain::model::{
-    sales_hour, CatalogPage, NewProduct, Order, OrderLine, PaymentCompleted, PaymentPlan,
-    PaymentReceipt, Product, ProductEdit, RankedProduct, User,
+    sales_hour, CatalogPage, NewProduct, Order, OrderLine, OutboxBacklog, OutboxEntry,
+    PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit, RankedProduct, User,
 };
 use domain::ports::{
     HealthProbe, OrderRepository, Outbox, PaymentRepository, ProductRepository, SalesRanking,
@@ -44,7 +44,22 @@ struct State {
     payments: usize,
     /// Units sold per product, per hour (the bucket's start).
     sales: BTreeMap<DateTime<Utc>, HashMap<ProductId, i64>>,
-    outbox: VecDeque<PaymentCompleted>,
+    /// Undelivered events by commit order, and where each one is.
+    outbox: BTreeMap<u64, QueuedEvent>,
+    outbox_index: HashMap<EventId, u64>,
+    next_event_seq: u64,
+    /// Delivered events, until the retention purge: only what the purge needs.
+    delivered: VecDeque<(DateTime<Utc>, EventId)>,
+}
+
+#[derive(Debug)]
+struct QueuedEvent {
+    seq: u64,
+    event: PaymentCompleted,
+    attempts: u32,
+    /// When it may be claimed next: its time at first, then a lease's end or a retry time.
+    due_at: DateTime<Utc>,
+    last_error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -321,7 +336,20 @@ impl PaymentRepository for MemoryStore {
             *sold = sold.saturating_add(line.count.get());
         }
         state.payments += 1;
-        state.outbox.push_back(plan.event);
+        let seq = state.next_event_seq;
+        state.next_event_seq += 1;
+        state.outbox_index.insert(plan.event.event_id.clone(), seq);
+        let due_at = plan.event.occurred_at;
+        state.outbox.insert(
+            seq,
+            QueuedEvent {
+                seq,
+                event: plan.event,
+                attempts: 0,
+                due_at,
+                last_error: None,
+            },
+        );
         Ok(PaymentReceipt { payment, balance })
     }
 }
@@ -358,15 +386,76 @@ impl SalesRanking for MemoryStore {
 
 #[async_trait]
 impl Outbox for MemoryStore {
-    async fn undelivered(&self, limit: usize) -> anyhow::Result<Vec<PaymentCompleted>> {
-        Ok(self.lock().outbox.iter().take(limit).cloned().collect())
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<OutboxEntry>> {
+        let mut state = self.lock();
+        let mut due: Vec<&mut QueuedEvent> = state
+            .outbox
+            .values_mut()
+            .filter(|queued| queued.due_at <= now)
+            .collect();
+        due.sort_by_key(|queued| (queued.due_at, queued.seq));
+        Ok(due
+            .into_iter()
+            .take(limit)
+            .map(|queued| {
+                queued.due_at = lease_until;
+                OutboxEntry {
+                    event: queued.event.clone(),
+                    attempts: queued.attempts,
+                }
+            })
+            .collect())
     }
 
-    async fn mark_delivered(&self, ids: Vec<EventId>) -> anyhow::Result<()> {
-        self.lock()
-            .outbox
-            .retain(|event| !ids.contains(&event.event_id));
+    async fn mark_delivered(&self, id: EventId, at: DateTime<Utc>) -> anyhow::Result<()> {
+        let mut state = self.lock();
+        if let Some(seq) = state.outbox_index.remove(&id) {
+            state.outbox.remove(&seq);
+            state.delivered.push_back((at, id));
+        }
         Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: EventId,
+        retry_at: DateTime<Utc>,
+        error: String,
+    ) -> anyhow::Result<()> {
+        let mut state = self.lock();
+        let seq = state.outbox_index.get(&id).copied();
+        if let Some(queued) = seq.and_then(|seq| state.outbox.get_mut(&seq)) {
+            queued.attempts = queued.attempts.saturating_add(1);
+            queued.due_at = retry_at;
+            queued.last_error = Some(error);
+        }
+        Ok(())
+    }
+
+    async fn backlog(&self) -> anyhow::Result<OutboxBacklog> {
+        let state = self.lock();
+        Ok(OutboxBacklog {
+            undelivered: state.outbox.len() as u64,
+            failing: state.outbox.values().filter(|q| q.attempts > 0).count() as u64,
+            oldest: state.outbox.values().map(|q| q.event.occurred_at).min(),
+            last_error: state.outbox.values().find_map(|q| q.last_error.clone()),
+        })
+    }
+
+    async fn purge_delivered(&self, before: DateTime<Utc>, limit: usize) -> anyhow::Result<usize> {
+        let mut state = self.lock();
+        let mut purged = 0;
+        state.delivered.retain(|(at, _)| {
+            let purge = purged < limit && *at < before;
+            purged += usize::from(purge);
+            !purge
+        });
+        Ok(purged)
     }
 }
 

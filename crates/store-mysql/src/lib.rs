@@ -12,6 +12,7 @@
 
 mod catalog;
 mod orders;
+mod outbox;
 mod reads;
 mod rows;
 pub mod schema;

@@ -263,6 +263,7 @@ fn commit_payment(c: &mut Conn, plan: &PaymentPlan) -> Result<Points, TxError<Pa
             outbox_events::event_id.eq(plan.event.event_id.as_str()),
             outbox_events::payment_id.eq(payment.id.as_str()),
             outbox_events::occurred_at.eq(to_db(plan.event.occurred_at)),
+            outbox_events::next_attempt_at.eq(to_db(plan.event.occurred_at)),
         ))
         .execute(c)?;
     Points::new(balance - amount).map_err(|e| TxError::Rejected(anyhow!(e).into()))

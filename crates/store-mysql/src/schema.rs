@@ -65,6 +65,9 @@ diesel::table! {
         event_id -> Varchar,
         payment_id -> Varchar,
         occurred_at -> Datetime,
+        attempts -> Integer,
+        next_attempt_at -> Datetime,
+        last_error -> Nullable<Varchar>,
         delivered_at -> Nullable<Datetime>,
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::errors::{
     AddProductError, BalanceError, CatalogError, ChargeError, EditProductError, PayError,
@@ -14,17 +14,31 @@ use crate::errors::{
 };
 use crate::model::{
     ranking_window_start, CatalogPage, NewProduct, Order, OrderItems, OrderLine, OrderStatus,
-    Payment, PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit, RankedProduct,
-    User,
+    OutboxBacklog, Payment, PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit,
+    RankedProduct, User,
 };
 use crate::ports::{
-    Clock, EventPublisher, HealthProbe, IdGenerator, OrderRepository, Outbox, PaymentRepository,
-    ProductRepository, SalesRanking, UserRepository,
+    Clock, HealthProbe, IdGenerator, OrderRepository, Outbox, PaymentRepository, ProductRepository,
+    SalesRanking, UserRepository,
 };
 use crate::values::{EventId, OrderId, PaymentId, Points, ProductId, UserId};
 
 /// The largest catalog page; a larger `limit` is treated as this.
 pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// What `/health` reports beyond "the store answers".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    pub outbox: OutboxBacklog,
+    pub checked_at: DateTime<Utc>,
+}
+
+impl HealthReport {
+    /// How long the oldest undelivered payment event has been waiting.
+    pub fn oldest_event_age(&self) -> Option<TimeDelta> {
+        self.outbox.oldest.map(|oldest| self.checked_at - oldest)
+    }
+}
 
 /// Business settings (SPEC §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +70,7 @@ pub struct Stores {
     pub orders: Arc<dyn OrderRepository>,
     pub payments: Arc<dyn PaymentRepository>,
     pub ranking: Arc<dyn SalesRanking>,
+    pub outbox: Arc<dyn Outbox>,
     pub health: Arc<dyn HealthProbe>,
 }
 
@@ -68,6 +83,7 @@ impl Stores {
             + OrderRepository
             + PaymentRepository
             + SalesRanking
+            + Outbox
             + HealthProbe,
     {
         Self {
@@ -76,6 +92,7 @@ impl Stores {
             orders: store.clone(),
             payments: store.clone(),
             ranking: store.clone(),
+            outbox: store.clone(),
             health: store,
         }
     }
@@ -309,10 +326,17 @@ impl Mall {
         self.stores.orders.expire_due(self.clock.now(), limit).await
     }
 
+    /// Whether the store answers, and the data-platform backlog.
+    ///
     /// # Errors
     /// When the store is unreachable.
-    pub async fn health(&self) -> anyhow::Result<()> {
-        self.stores.health.check().await
+    pub async fn health(&self) -> anyhow::Result<HealthReport> {
+        self.stores.health.check().await?;
+        let outbox = self.stores.outbox.backlog().await?;
+        Ok(HealthReport {
+            outbox,
+            checked_at: self.clock.now(),
+        })
     }
 }
 
@@ -320,51 +344,6 @@ fn order_total(lines: &[OrderLine]) -> Result<Points, PlaceOrderError> {
     lines.iter().try_fold(Points::ZERO, |total, line| {
         Ok(total.checked_add(line.price.times(line.count)?)?)
     })
-}
-
-/// Moves payment events from the outbox to the data platform, oldest first.
-#[derive(Clone)]
-pub struct EventRelay {
-    outbox: Arc<dyn Outbox>,
-    publisher: Arc<dyn EventPublisher>,
-}
-
-impl fmt::Debug for EventRelay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventRelay").finish_non_exhaustive()
-    }
-}
-
-impl EventRelay {
-    pub fn new(outbox: Arc<dyn Outbox>, publisher: Arc<dyn EventPublisher>) -> Self {
-        Self { outbox, publisher }
-    }
-
-    /// Publishes up to `batch` events in order and marks the ones that went out as delivered.
-    /// Stops at the first failure so that events keep their order; the rest are retried on
-    /// the next call.
-    ///
-    /// # Errors
-    /// The publisher's or the outbox's failure, after marking what was delivered before it.
-    pub async fn relay_once(&self, batch: usize) -> anyhow::Result<usize> {
-        let mut delivered = Vec::new();
-        let mut failure = None;
-        for event in self.outbox.undelivered(batch).await? {
-            let id = event.event_id.clone();
-            match self.publisher.publish(event).await {
-                Ok(()) => delivered.push(id),
-                Err(error) => {
-                    failure = Some(error.context(format!("publishing event {id}")));
-                    break;
-                }
-            }
-        }
-        let count = delivered.len();
-        if count > 0 {
-            self.outbox.mark_delivered(delivered).await?;
-        }
-        failure.map_or(Ok(count), Err)
-    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use mockall::predicate::eq;
 use super::*;
 use crate::model::{sales_hour, OrderItemsError};
 use crate::ports::{
-    MockClock, MockEventPublisher, MockHealthProbe, MockIdGenerator, MockOrderRepository,
-    MockOutbox, MockPaymentRepository, MockProductRepository, MockSalesRanking, MockUserRepository,
+    MockClock, MockHealthProbe, MockIdGenerator, MockOrderRepository, MockOutbox,
+    MockPaymentRepository, MockProductRepository, MockSalesRanking, MockUserRepository,
 };
 use crate::values::{AmountError, Count, Price, ProductName, Stock};
 
@@ -81,6 +81,7 @@ struct Ports {
     orders: MockOrderRepository,
     payments: MockPaymentRepository,
     ranking: MockSalesRanking,
+    outbox: MockOutbox,
     health: MockHealthProbe,
 }
 
@@ -110,6 +111,7 @@ impl Ports {
             orders: Arc::new(self.orders),
             payments: Arc::new(self.payments),
             ranking: Arc::new(self.ranking),
+            outbox: Arc::new(self.outbox),
             health: Arc::new(self.health),
         };
         Mall::new(stores, Arc::new(clock), Arc::new(ids), Settings::default())
@@ -526,65 +528,36 @@ fn order_items_errors_are_shape_errors_not_store_errors() {
     assert_eq!(OrderItems::new([]), Err(OrderItemsError::Empty));
 }
 
-fn event(id: &str) -> PaymentCompleted {
-    let payment = Payment {
-        id: PaymentId::new(format!("pay-{id}")),
-        order_id: OrderId::new("order-1"),
-        user_id: user("alice"),
-        amount: points(250),
-        paid_at: t0(),
-        lines: vec![],
+#[tokio::test]
+async fn health_needs_the_store_and_reports_the_outbox_backlog() {
+    let mut ports = Ports::default();
+    ports.health.expect_check().returning(|| Ok(()));
+    let backlog = crate::model::OutboxBacklog {
+        undelivered: 3,
+        failing: 1,
+        oldest: Some(t0()),
+        last_error: Some("HTTP 503".into()),
     };
-    PaymentCompleted {
-        event_id: EventId::new(id),
-        occurred_at: t0(),
-        payment,
-    }
-}
-
-#[tokio::test]
-async fn relay_publishes_in_order_and_marks_what_went_out() {
-    let mut outbox = MockOutbox::new();
-    outbox
-        .expect_undelivered()
-        .with(eq(10))
-        .returning(|_| Ok(vec![event("e1"), event("e2")]));
-    outbox
-        .expect_mark_delivered()
-        .with(eq(vec![EventId::new("e1"), EventId::new("e2")]))
-        .times(1)
-        .returning(|_| Ok(()));
-    let mut publisher = MockEventPublisher::new();
-    publisher.expect_publish().times(2).returning(|_| Ok(()));
-    let relay = EventRelay::new(Arc::new(outbox), Arc::new(publisher));
-    assert_eq!(relay.relay_once(10).await.ok(), Some(2));
-}
-
-#[tokio::test]
-async fn relay_stops_at_the_first_failure_and_keeps_the_rest() {
-    let mut outbox = MockOutbox::new();
-    outbox
-        .expect_undelivered()
-        .returning(|_| Ok(vec![event("e1"), event("e2"), event("e3")]));
-    outbox
-        .expect_mark_delivered()
-        .with(eq(vec![EventId::new("e1")]))
-        .times(1)
-        .returning(|_| Ok(()));
-    let mut publisher = MockEventPublisher::new();
-    publisher
-        .expect_publish()
-        .withf(|e| e.event_id.as_str() == "e1")
-        .returning(|_| Ok(()));
-    publisher
-        .expect_publish()
-        .withf(|e| e.event_id.as_str() == "e2")
-        .times(1)
-        .returning(|_| Err(anyhow!("platform down")));
-    let relay = EventRelay::new(Arc::new(outbox), Arc::new(publisher));
-    let error = relay
-        .relay_once(10)
+    let reported = backlog.clone();
+    ports
+        .outbox
+        .expect_backlog()
+        .returning(move || Ok(reported.clone()));
+    let report = ports
+        .mall_at(t0() + TimeDelta::seconds(90))
+        .health()
         .await
-        .expect_err("the second event failed");
-    assert!(format!("{error:#}").contains("platform down"));
+        .expect("healthy");
+    assert_eq!(report.outbox, backlog);
+    assert_eq!(report.oldest_event_age(), Some(TimeDelta::seconds(90)));
+
+    let mut ports = Ports::default();
+    ports
+        .health
+        .expect_check()
+        .returning(|| Err(anyhow!("unreachable")));
+    assert!(
+        ports.mall().health().await.is_err(),
+        "the backlog is not read from a dead store"
+    );
 }
