@@ -18,10 +18,7 @@ use actix_web::{App, HttpServer};
 use anyhow::{bail, Context};
 use chrono::TimeDelta;
 use data_platform::{HttpPublisher, LoggingPublisher};
-use domain::ports::{
-    EventPublisher, HealthProbe, OrderRepository, Outbox, PaymentRepository, ProductRepository,
-    SalesRanking, UserRepository,
-};
+use domain::ports::EventPublisher;
 use domain::{EventRelay, Mall, RelaySettings, Settings, Stores};
 use http_api::AdminToken;
 use store_memory::MemoryStore;
@@ -74,11 +71,11 @@ impl Application {
                     .await
                     .context("the database setup task panicked")??;
                 tracing::info!(?store, "using the MySQL/MariaDB store");
-                wire(Arc::new(store))
+                Stores::from_one(Arc::new(store))
             }
             None => {
                 tracing::info!("using the in-memory store: data lasts as long as the process");
-                wire(Arc::new(MemoryStore::new()))
+                Stores::from_one(Arc::new(MemoryStore::new()))
             }
         };
         let settings = Settings {
@@ -184,20 +181,6 @@ impl Application {
             .context("the server task panicked")?
             .context("the server failed")
     }
-}
-
-/// One store for every port.
-fn wire<S>(store: Arc<S>) -> Stores
-where
-    S: UserRepository
-        + ProductRepository
-        + OrderRepository
-        + PaymentRepository
-        + SalesRanking
-        + HealthProbe
-        + Outbox,
-{
-    Stores::from_one(store)
 }
 
 /// `mall migrate`: applies pending migrations to `DATABASE_URL`.

@@ -7,16 +7,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use app::{Application, Config};
-use common::{closed_port, FakePlatform};
+use app::Application;
+use common::{closed_port, test_config, Backend, FakePlatform};
 use reqwest::Client;
 use serde_json::{json, Value};
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Memory,
-    Mysql,
-}
 
 struct Shop {
     base: String,
@@ -24,19 +18,10 @@ struct Shop {
 }
 
 async fn spawn_shop(backend: Backend, platform_url: &str) -> Shop {
-    let mut config = Config::defaults();
-    config.bind = "127.0.0.1:0".into();
+    let mut config = test_config(backend).await;
     config.admin_token = Some("token".into());
     config.data_platform_url = Some(platform_url.to_owned());
     config.data_platform_timeout_ms = 1_000;
-    config.database_url = match backend {
-        Backend::Memory => None,
-        Backend::Mysql => Some(
-            tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url)
-                .await
-                .expect("a fresh database"),
-        ),
-    };
     let app = Application::build(&config)
         .await
         .expect("the application builds");
@@ -95,26 +80,6 @@ impl Shop {
     }
 }
 
-async fn wait_for(
-    platform: &FakePlatform,
-    count: usize,
-    timeout: Duration,
-) -> Vec<common::Received> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let received = platform.received();
-        if received.len() >= count {
-            return received;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {count} deliveries arrived",
-            received.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn each_payment_is_delivered_once_with_the_spec_body(backend: Backend) {
     let platform = FakePlatform::start(&[]);
     let shop = spawn_shop(backend, &platform.url).await;
@@ -122,7 +87,7 @@ async fn each_payment_is_delivered_once_with_the_spec_body(backend: Backend) {
     let paid = shop.purchase("alice", tea, 3).await;
     let paid_at = Instant::now();
 
-    let received = wait_for(&platform, 1, Duration::from_secs(5)).await;
+    let received = tokio::task::block_in_place(|| platform.wait_for(1, Duration::from_secs(5)));
     assert!(
         received[0].at.duration_since(paid_at) < Duration::from_secs(1),
         "sent within a second"
@@ -157,7 +122,7 @@ async fn a_failing_platform_is_retried_with_the_same_event_id(backend: Backend) 
     let tea = shop.product(10).await;
     shop.purchase("alice", tea, 1).await;
 
-    let received = wait_for(&platform, 3, Duration::from_secs(10)).await;
+    let received = tokio::task::block_in_place(|| platform.wait_for(3, Duration::from_secs(10)));
     let ids: HashSet<_> = received
         .iter()
         .map(|r| r.body["event_id"].clone())
@@ -218,27 +183,6 @@ async fn events_wait_while_the_platform_is_down_and_all_arrive_when_it_is_up(bac
     assert_eq!(event_ids.len(), 20, "20 distinct event ids");
     assert_eq!(received.len(), 20, "nothing sent twice");
     assert_eq!(shop.outbox().await["undelivered"], 0);
-}
-
-macro_rules! on_both_stores {
-    ($($scenario:ident),+ $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Backend::Memory).await;
-                }
-            )+
-        }
-        mod mysql {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Backend::Mysql).await;
-                }
-            )+
-        }
-    };
 }
 
 on_both_stores!(

@@ -4,8 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+mod common;
+
 use app::{Application, Config};
 use chrono::{DateTime, Utc};
+use common::{test_config, Backend};
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
@@ -17,24 +20,8 @@ struct TestApp {
     client: Client,
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Memory,
-    Mysql,
-}
-
 async fn spawn_app(backend: Backend, order_ttl_secs: u32) -> TestApp {
-    let mut config = Config::defaults();
-    config.bind = "127.0.0.1:0".into();
-    config.database_url = match backend {
-        Backend::Memory => None,
-        Backend::Mysql => Some(
-            tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url)
-                .await
-                .expect("a fresh database"),
-        ),
-    };
-    config.data_platform_url = None;
+    let mut config = test_config(backend).await;
     config.admin_token = Some(TOKEN.into());
     config.order_ttl_secs = order_ttl_secs;
     let app = Application::build(&config)
@@ -302,27 +289,6 @@ async fn an_expired_form_gives_its_stock_back_within_two_seconds(backend: Backen
         (StatusCode::NOT_FOUND, json!(5))
     );
     assert_eq!(app.balance("alice").await, 1_000);
-}
-
-macro_rules! on_both_stores {
-    ($($scenario:ident),+ $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $scenario() {
-                    super::$scenario(super::Backend::Memory).await;
-                }
-            )+
-        }
-        mod mysql {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $scenario() {
-                    super::$scenario(super::Backend::Mysql).await;
-                }
-            )+
-        }
-    };
 }
 
 on_both_stores!(

@@ -11,7 +11,55 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use app::Config;
 use serde_json::Value;
+
+/// Which store an in-process scenario runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Memory,
+    Mysql,
+}
+
+/// The defaults, listening on a free port, on `backend` (a fresh database for MySQL), with no
+/// data platform.
+pub async fn test_config(backend: Backend) -> Config {
+    let mut config = Config::defaults();
+    config.bind = "127.0.0.1:0".into();
+    config.data_platform_url = None;
+    config.database_url = match backend {
+        Backend::Memory => None,
+        Backend::Mysql => Some(
+            tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url)
+                .await
+                .expect("a fresh database"),
+        ),
+    };
+    config
+}
+
+/// Expands `async fn scenario(backend: Backend)` functions into one test per store.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($scenario:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario($crate::common::Backend::Memory).await;
+                }
+            )+
+        }
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario($crate::common::Backend::Mysql).await;
+                }
+            )+
+        }
+    };
+}
 
 /// One request the fake platform received.
 #[derive(Debug, Clone)]
