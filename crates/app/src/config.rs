@@ -52,6 +52,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub db_timeout_ms: u64,
 
+    /// How long one SQL statement may run before the database stops it, in ms.
+    #[arg(long, env = "MALL_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub db_statement_timeout_ms: u64,
+
     /// How long an order form waits for payment, in seconds.
     #[arg(long, env = "MALL_ORDER_TTL_SECS", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..=86_400 * 30))]
@@ -60,6 +65,41 @@ pub struct Config {
     /// Bearer token for the admin calls (add/edit product). Unset: admin calls answer 403.
     #[arg(long, env = "MALL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// HS256 secret (at least 32 bytes): user calls then need a JWT whose `sub` is the user.
+    #[arg(
+        long,
+        env = "MALL_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// RS256 or EdDSA public key, as PEM text or a file path: user calls then need a JWT.
+    #[arg(long, env = "MALL_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<String>,
+
+    /// Required `iss` of every JWT.
+    #[arg(long, env = "MALL_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of every JWT.
+    #[arg(long, env = "MALL_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Charges, orders and payments per second one caller may make (0: no limit). The caller
+    /// is the JWT's user, or the client address when the service is open.
+    #[arg(long, env = "MALL_RATE_LIMIT_PER_SEC", default_value_t = 0)]
+    pub rate_limit_per_sec: u32,
+
+    /// How many such calls one caller may make in a burst (default: twice the rate).
+    #[arg(long, env = "MALL_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+
+    /// How long one request may take before it answers 503, in ms.
+    #[arg(long, env = "MALL_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub request_timeout_ms: u64,
 
     /// Where payment events are POSTed (http://). Unset: events are written to the log.
     #[arg(long, env = "MALL_DATA_PLATFORM_URL")]
@@ -105,7 +145,32 @@ impl Config {
         store_mysql::PoolOptions {
             size: self.db_pool_size,
             checkout_timeout: Duration::from_millis(self.db_timeout_ms),
+            statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
         }
+    }
+
+    /// The JWT settings, if a key is configured.
+    pub fn jwt(&self) -> Option<http_api::JwtSettings> {
+        let key = match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(secret), _) => http_api::JwtKey::Secret(secret.clone()),
+            (None, Some(pem)) => http_api::JwtKey::PublicKeyPem(pem.clone()),
+            (None, None) => return None,
+        };
+        Some(http_api::JwtSettings {
+            key,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+        })
+    }
+
+    /// The rate limit, unless it is off.
+    pub fn rate_limit(&self) -> Option<http_api::RateLimit> {
+        let per_second = std::num::NonZeroU32::new(self.rate_limit_per_sec)?;
+        let burst = self.rate_limit_burst.unwrap_or(self.rate_limit_per_sec.saturating_mul(2));
+        Some(http_api::RateLimit {
+            per_second,
+            burst: std::num::NonZeroU32::new(burst).unwrap_or(per_second),
+        })
     }
 }
 
@@ -123,14 +188,7 @@ mod tests {
     #[test]
     fn flags_override_defaults_and_bad_values_are_refused() {
         let config = Config::parse_from(["mall", "--order-ttl-secs", "5", "--ranking-size", "10"]);
-        assert_eq!(
-            (
-                config.order_ttl_secs,
-                config.ranking_size,
-                config.ranking_days
-            ),
-            (5, 10, 3)
-        );
+        assert_eq!((config.order_ttl_secs, config.ranking_size, config.ranking_days), (5, 10, 3));
         assert!(Config::try_parse_from(["mall", "--order-ttl-secs", "0"]).is_err());
         assert!(Config::try_parse_from(["mall", "--ranking-size", "x"]).is_err());
         assert!(Config::try_parse_from(["mall", "--db-pool-size", "1"]).is_err());

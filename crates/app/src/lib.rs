@@ -20,7 +20,7 @@ use chrono::TimeDelta;
 use data_platform::{HttpPublisher, LoggingPublisher};
 use domain::ports::EventPublisher;
 use domain::{EventRelay, Mall, RelaySettings, Settings, Stores};
-use http_api::AdminToken;
+use http_api::{ApiSettings, Authenticator, RateLimits};
 use store_memory::MemoryStore;
 use store_mysql::MysqlStore;
 use tokio::sync::{watch, Notify};
@@ -35,14 +35,13 @@ pub struct Application {
     mall: Mall,
     relay: EventRelay,
     relay_wake: Arc<Notify>,
+    rate_limits: Option<Arc<RateLimits>>,
     admin_token: Option<String>,
 }
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("address", &self.address)
-            .finish_non_exhaustive()
+        f.debug_struct("Application").field("address", &self.address).finish_non_exhaustive()
     }
 }
 
@@ -84,21 +83,15 @@ impl Application {
             ranking_size: config.ranking_size as usize,
         };
         let relay_wake = Arc::new(Notify::new());
-        stores.payments = Arc::new(tasks::WakeRelayOnPayment::new(
-            stores.payments,
-            relay_wake.clone(),
-        ));
+        stores.payments =
+            Arc::new(tasks::WakeRelayOnPayment::new(stores.payments, relay_wake.clone()));
         let clock = Arc::new(SystemClock);
         let relay_settings = RelaySettings {
             retention: TimeDelta::hours(i64::from(config.outbox_retention_hours)),
             ..RelaySettings::default()
         };
-        let relay = EventRelay::new(
-            stores.outbox.clone(),
-            publisher,
-            clock.clone(),
-            relay_settings,
-        );
+        let relay =
+            EventRelay::new(stores.outbox.clone(), publisher, clock.clone(), relay_settings);
         let mall = Mall::new(stores, clock, Arc::new(UuidV7Ids), settings);
 
         let mut admin_token = config.admin_token.clone().filter(|t| !t.is_empty());
@@ -110,24 +103,31 @@ impl Application {
         let listener = TcpListener::bind(&config.bind)
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         let address = listener.local_addr()?;
-        let token = AdminToken::new(admin_token.clone());
+        let auth = Authenticator::new(admin_token.clone(), config.jwt())
+            .context("setting up authentication")?;
+        if !auth.users_must_authenticate() {
+            tracing::warn!(
+                "no JWT key is set: user calls are open, anyone who knows a user id can act as \
+                 that user; set MALL_JWT_SECRET or MALL_JWT_PUBLIC_KEY"
+            );
+        }
+        let rate_limits = config.rate_limit().map(|limit| Arc::new(RateLimits::new(limit)));
+        let api = ApiSettings {
+            auth,
+            rate_limits: rate_limits.clone(),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+        };
         let app_mall = mall.clone();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(http_api::enforce_timeout))
                 .wrap(from_fn(http_api::access_log))
-                .configure(http_api::configure(app_mall.clone(), token.clone()))
+                .configure(http_api::configure(app_mall.clone(), api.clone()))
         })
         .disable_signals()
         .listen(listener)?
         .run();
-        Ok(Self {
-            address,
-            server,
-            mall,
-            relay,
-            relay_wake,
-            admin_token,
-        })
+        Ok(Self { address, server, mall, relay, relay_wake, rate_limits, admin_token })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -151,16 +151,17 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let sweeper = tokio::spawn(tasks::sweep_expired_forms(
-            self.mall.clone(),
-            stop_rx.clone(),
-        ));
+        let sweeper = tokio::spawn(tasks::sweep_expired_forms(self.mall.clone(), stop_rx.clone()));
         let relay = tokio::spawn(tasks::relay_events(
             self.relay.clone(),
             self.relay_wake.clone(),
             stop_rx.clone(),
         ));
-        let housekeeping = tokio::spawn(tasks::watch_outbox(self.relay.clone(), stop_rx));
+        let housekeeping = tokio::spawn(tasks::housekeeping(
+            self.relay.clone(),
+            self.rate_limits.clone(),
+            stop_rx,
+        ));
         tracing::info!(address = %self.address, "listening on http://{}", self.address);
 
         let handle = self.server.handle();
@@ -177,9 +178,7 @@ impl Application {
         let _ = stop_tx.send(true);
         let _ = tokio::join!(sweeper, relay, housekeeping);
         tracing::info!("stopped");
-        served
-            .context("the server task panicked")?
-            .context("the server failed")
+        served.context("the server task panicked")?.context("the server failed")
     }
 }
 

@@ -30,10 +30,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let app = Application::build(&config).await?;
     if config.demo {
         let token = app.admin_token().unwrap_or_default();
-        println!(
-            "{}",
-            demo::banner(&format!("http://{}", app.address()), token)
-        );
+        println!("{}", demo::banner(&format!("http://{}", app.address()), token));
     }
     app.run_until_stopped(shutdown).await
 }

@@ -10,6 +10,7 @@ use domain::errors::PayError;
 use domain::model::{PaymentPlan, PaymentReceipt};
 use domain::ports::PaymentRepository;
 use domain::{EventRelay, Mall};
+use http_api::RateLimits;
 use tokio::sync::{watch, Notify};
 use tokio::time::{interval, MissedTickBehavior};
 
@@ -49,10 +50,7 @@ async fn sweep_once(mall: &Mall) {
                 }
             }
             Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "expiry sweep failed; retrying"
-                );
+                tracing::warn!(error = format!("{error:#}"), "expiry sweep failed; retrying");
                 return;
             }
         }
@@ -92,25 +90,29 @@ async fn relay_due(relay: &EventRelay) {
                 }
             }
             Err(error) => {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "the outbox relay failed; retrying"
-                );
+                tracing::warn!(error = format!("{error:#}"), "the outbox relay failed; retrying");
                 return;
             }
         }
     }
 }
 
-/// Every [`WATCH_EVERY`]: logs the backlog while events wait or fail, and purges delivered
-/// events older than the retention period.
-pub async fn watch_outbox(relay: EventRelay, mut stop: watch::Receiver<bool>) {
+/// Every [`WATCH_EVERY`]: logs the backlog while events wait or fail, purges delivered events
+/// older than the retention period, and forgets idle callers of the rate limiter.
+pub async fn housekeeping(
+    relay: EventRelay,
+    rate_limits: Option<Arc<RateLimits>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = interval(WATCH_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
+        }
+        if let Some(limits) = &rate_limits {
+            limits.forget_idle();
         }
         match relay.backlog().await {
             Ok(backlog) if backlog.failing > 0 => tracing::warn!(

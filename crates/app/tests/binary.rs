@@ -8,13 +8,9 @@ const MALL: &str = env!("CARGO_BIN_EXE_mall");
 
 fn mall() -> Command {
     let mut command = Command::new(MALL);
-    for var in [
-        "MALL_BIND",
-        "DATABASE_URL",
-        "MALL_ADMIN_TOKEN",
-        "MALL_DATA_PLATFORM_URL",
-        "MALL_DEMO",
-    ] {
+    for var in
+        ["MALL_BIND", "DATABASE_URL", "MALL_ADMIN_TOKEN", "MALL_DATA_PLATFORM_URL", "MALL_DEMO"]
+    {
         command.env_remove(var);
     }
     command
@@ -40,19 +36,13 @@ fn help_lists_every_setting_of_spec_section_4() {
 
 #[test]
 fn bad_settings_stop_it_with_a_clear_message() {
-    let output = mall()
-        .env("MALL_ORDER_TTL_SECS", "0")
-        .output()
-        .expect("mall runs");
+    let output = mall().env("MALL_ORDER_TTL_SECS", "0").output().expect("mall runs");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("order-ttl-secs"));
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     let address = taken.local_addr().expect("address").to_string();
-    let output = mall()
-        .env("MALL_BIND", &address)
-        .output()
-        .expect("mall runs");
+    let output = mall().env("MALL_BIND", &address).output().expect("mall runs");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen on"));
 }
@@ -74,23 +64,16 @@ fn sigterm_stops_it_gracefully() {
         .expect("mall says where it listens");
     assert!(listening.starts_with('{'), "JSON log lines: {listening}");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     assert!(status.expect("kill runs").success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {
         if let Some(exit) = child.try_wait().expect("wait") {
             break exit;
         }
-        assert!(
-            Instant::now() < deadline,
-            "mall did not stop within 10 s of SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "mall did not stop within 10 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "a graceful stop exits 0, got {exit}");
-    assert!(lines
-        .map_while(Result::ok)
-        .any(|line| line.contains("stopped")));
+    assert!(lines.map_while(Result::ok).any(|line| line.contains("stopped")));
 }

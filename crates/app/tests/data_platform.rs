@@ -22,15 +22,10 @@ async fn spawn_shop(backend: Backend, platform_url: &str) -> Shop {
     config.admin_token = Some("token".into());
     config.data_platform_url = Some(platform_url.to_owned());
     config.data_platform_timeout_ms = 1_000;
-    let app = Application::build(&config)
-        .await
-        .expect("the application builds");
+    let app = Application::build(&config).await.expect("the application builds");
     let base = format!("http://{}", app.address());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    Shop {
-        base,
-        client: Client::new(),
-    }
+    Shop { base, client: Client::new() }
 }
 
 impl Shop {
@@ -51,28 +46,19 @@ impl Shop {
 
     async fn product(&self, quantity: i64) -> i64 {
         let body = json!({"name": "Tea", "price": 250, "quantity": quantity});
-        let created = self
-            .send(reqwest::Method::POST, "/product", Some(body))
-            .await;
+        let created = self.send(reqwest::Method::POST, "/product", Some(body)).await;
         created["product"]["id"].as_i64().expect("id")
     }
 
     /// Registers `user`, lets them buy `count` units of `product`, and returns the pay answer.
     async fn purchase(&self, user: &str, product: i64, count: i64) -> Value {
         use reqwest::Method;
-        self.send(Method::POST, "/user", Some(json!({ "id": user })))
+        self.send(Method::POST, "/user", Some(json!({ "id": user }))).await;
+        self.send(Method::PATCH, &format!("/user/{user}/charge"), Some(json!({"amount": 10_000})))
             .await;
-        self.send(
-            Method::PATCH,
-            &format!("/user/{user}/charge"),
-            Some(json!({"amount": 10_000})),
-        )
-        .await;
         let items = json!([{"product_id": product, "count": count}]);
-        self.send(Method::POST, &format!("/order/{user}"), Some(items.clone()))
-            .await;
-        self.send(Method::POST, &format!("/order/{user}/pay"), Some(items))
-            .await
+        self.send(Method::POST, &format!("/order/{user}"), Some(items.clone())).await;
+        self.send(Method::POST, &format!("/order/{user}/pay"), Some(items)).await
     }
 
     async fn outbox(&self) -> Value {
@@ -106,10 +92,7 @@ async fn each_payment_is_delivered_once_with_the_spec_body(backend: Backend) {
     assert_eq!(body["occurred_at"], payment["paid_at"]);
     let event_id = body["event_id"].as_str().expect("an event id");
     assert_eq!(received[0].idempotency_key.as_deref(), Some(event_id));
-    assert_eq!(
-        received[0].content_type.as_deref(),
-        Some("application/json")
-    );
+    assert_eq!(received[0].content_type.as_deref(), Some("application/json"));
 
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_eq!(platform.received().len(), 1, "one delivery per payment");
@@ -123,18 +106,12 @@ async fn a_failing_platform_is_retried_with_the_same_event_id(backend: Backend) 
     shop.purchase("alice", tea, 1).await;
 
     let received = tokio::task::block_in_place(|| platform.wait_for(3, Duration::from_secs(10)));
-    let ids: HashSet<_> = received
-        .iter()
-        .map(|r| r.body["event_id"].clone())
-        .collect();
+    let ids: HashSet<_> = received.iter().map(|r| r.body["event_id"].clone()).collect();
     assert_eq!(ids.len(), 1, "every retry carries the same event_id");
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(platform.received().len(), 3, "no retry after the 204");
     let outbox = shop.outbox().await;
-    assert_eq!(
-        (outbox["undelivered"].clone(), outbox["failing"].clone()),
-        (json!(0), json!(0))
-    );
+    assert_eq!((outbox["undelivered"].clone(), outbox["failing"].clone()), (json!(0), json!(0)));
 }
 
 async fn events_wait_while_the_platform_is_down_and_all_arrive_when_it_is_up(backend: Backend) {
@@ -150,36 +127,23 @@ async fn events_wait_while_the_platform_is_down_and_all_arrive_when_it_is_up(bac
     let outbox = shop.outbox().await;
     assert_eq!(outbox["undelivered"], 20, "{outbox}");
     assert!(outbox["failing"].as_u64() > Some(0), "{outbox}");
-    assert!(
-        outbox["last_error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{outbox}"
-    );
+    assert!(outbox["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{outbox}");
     assert!(outbox["oldest_age_secs"].as_f64() > Some(0.0), "{outbox}");
 
     tokio::time::sleep(Duration::from_secs(5)).await;
     let platform = FakePlatform::start_on_port(port, &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let delivered: HashSet<_> = platform
-            .received()
-            .iter()
-            .map(|r| r.body["payment"]["id"].clone())
-            .collect();
+        let delivered: HashSet<_> =
+            platform.received().iter().map(|r| r.body["payment"]["id"].clone()).collect();
         if delivered == payments {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} of 20 payments delivered",
-            delivered.len()
-        );
+        assert!(Instant::now() < deadline, "{} of 20 payments delivered", delivered.len());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let received = platform.received();
-    let event_ids: HashSet<_> = received
-        .iter()
-        .map(|r| r.body["event_id"].clone())
-        .collect();
+    let event_ids: HashSet<_> = received.iter().map(|r| r.body["event_id"].clone()).collect();
     assert_eq!(event_ids.len(), 20, "20 distinct event ids");
     assert_eq!(received.len(), 20, "nothing sent twice");
     assert_eq!(shop.outbox().await["undelivered"], 0);

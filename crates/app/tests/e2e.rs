@@ -24,15 +24,10 @@ async fn spawn_app(backend: Backend, order_ttl_secs: u32) -> TestApp {
     let mut config = test_config(backend).await;
     config.admin_token = Some(TOKEN.into());
     config.order_ttl_secs = order_ttl_secs;
-    let app = Application::build(&config)
-        .await
-        .expect("the application builds");
+    let app = Application::build(&config).await.expect("the application builds");
     let base = format!("http://{}", app.address());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    TestApp {
-        base,
-        client: Client::new(),
-    }
+    TestApp { base, client: Client::new() }
 }
 
 impl TestApp {
@@ -67,14 +62,10 @@ impl TestApp {
     }
 
     async fn user(&self, id: &str, points: i64) {
-        assert_eq!(
-            self.post("/user", json!({ "id": id })).await.0,
-            StatusCode::CREATED
-        );
+        assert_eq!(self.post("/user", json!({ "id": id })).await.0, StatusCode::CREATED);
         if points > 0 {
-            let (status, _) = self
-                .patch(&format!("/user/{id}/charge"), json!({ "amount": points }))
-                .await;
+            let (status, _) =
+                self.patch(&format!("/user/{id}/charge"), json!({ "amount": points })).await;
             assert_eq!(status, StatusCode::OK);
         }
     }
@@ -93,9 +84,7 @@ impl TestApp {
     }
 
     async fn balance(&self, user: &str) -> i64 {
-        self.get(&format!("/user/{user}/point")).await.1["amount"]
-            .as_i64()
-            .expect("amount")
+        self.get(&format!("/user/{user}/point")).await.1["amount"].as_i64().expect("amount")
     }
 }
 
@@ -103,11 +92,7 @@ async fn a_whole_purchase_over_real_http(backend: Backend) {
     let app = spawn_app(backend, 600).await;
     let (status, health) = app.get("/health").await;
     assert_eq!(
-        (
-            status,
-            health["errorcode"].clone(),
-            health["status"].clone()
-        ),
+        (status, health["errorcode"].clone(), health["status"].clone()),
         (StatusCode::OK, json!(0), json!("ok"))
     );
     app.user("alice", 5_000).await;
@@ -135,17 +120,11 @@ async fn a_hundred_concurrent_orders_against_stock_10_accept_exactly_10(backend:
     for i in 0..100 {
         let (client, url) = (app.client.clone(), format!("{}/order/buyer{i}", app.base));
         orders.spawn(async move {
-            let response = client
-                .post(url)
-                .json(&json!([{"product_id": item, "count": 1}]))
-                .send()
-                .await;
+            let response =
+                client.post(url).json(&json!([{"product_id": item, "count": 1}])).send().await;
             let response = response.expect("answer");
             let status = response.status();
-            (
-                status,
-                response.json::<Value>().await.expect("JSON")["errorcode"].clone(),
-            )
+            (status, response.json::<Value>().await.expect("JSON")["errorcode"].clone())
         });
     }
     let (mut accepted, mut sold_out) = (0, 0);
@@ -165,18 +144,9 @@ async fn two_hundred_concurrent_charges_add_exactly_200(backend: Backend) {
     app.user("alice", 0).await;
     let mut charges = JoinSet::new();
     for _ in 0..200 {
-        let (client, url) = (
-            app.client.clone(),
-            format!("{}/user/alice/charge", app.base),
-        );
+        let (client, url) = (app.client.clone(), format!("{}/user/alice/charge", app.base));
         charges.spawn(async move {
-            client
-                .patch(url)
-                .json(&json!({"amount": 1}))
-                .send()
-                .await
-                .expect("answer")
-                .status()
+            client.patch(url).json(&json!({"amount": 1})).send().await.expect("answer").status()
         });
     }
     while let Some(status) = charges.join_next().await {
@@ -190,24 +160,15 @@ async fn twenty_concurrent_pays_of_one_form_succeed_once_and_debit_once(backend:
     app.user("alice", 10_000).await;
     let item = app.product(700, 5).await;
     let items = json!([{"product_id": item, "count": 2}]);
-    assert_eq!(
-        app.post("/order/alice", items.clone()).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(app.post("/order/alice", items.clone()).await.0, StatusCode::OK);
     let mut pays = JoinSet::new();
     for _ in 0..20 {
-        let (client, url, items) = (
-            app.client.clone(),
-            format!("{}/order/alice/pay", app.base),
-            items.clone(),
-        );
+        let (client, url, items) =
+            (app.client.clone(), format!("{}/order/alice/pay", app.base), items.clone());
         pays.spawn(async move {
             let response = client.post(url).json(&items).send().await.expect("answer");
             let status = response.status();
-            (
-                status,
-                response.json::<Value>().await.expect("JSON")["errorcode"].clone(),
-            )
+            (status, response.json::<Value>().await.expect("JSON")["errorcode"].clone())
         });
     }
     let mut paid = 0;
@@ -241,22 +202,12 @@ async fn forty_concurrent_orders_by_one_user_leave_one_form_and_no_leak(backend:
         });
     }
     while let Some(status) = orders.join_next().await {
-        assert_eq!(
-            status.expect("task"),
-            StatusCode::OK,
-            "every replacement fits the stock"
-        );
+        assert_eq!(status.expect("task"), StatusCode::OK, "every replacement fits the stock");
     }
     let (status, pending) = app.get("/order/alice").await;
     assert_eq!(status, StatusCode::OK);
-    let held = pending["order"]["items"][0]["count"]
-        .as_i64()
-        .expect("count");
-    assert_eq!(
-        app.quantity(item).await,
-        100 - held,
-        "only the surviving form holds stock"
-    );
+    let held = pending["order"]["items"][0]["count"].as_i64().expect("count");
+    assert_eq!(app.quantity(item).await, 100 - held, "only the surviving form holds stock");
 }
 
 async fn an_expired_form_gives_its_stock_back_within_two_seconds(backend: Backend) {
@@ -266,11 +217,8 @@ async fn an_expired_form_gives_its_stock_back_within_two_seconds(backend: Backen
     let items = json!([{"product_id": item, "count": 3}]);
     let (status, order) = app.post("/order/alice", items.clone()).await;
     assert_eq!(status, StatusCode::OK);
-    let expires_at: DateTime<Utc> = order["order"]["expires_at"]
-        .as_str()
-        .expect("time")
-        .parse()
-        .expect("RFC 3339");
+    let expires_at: DateTime<Utc> =
+        order["order"]["expires_at"].as_str().expect("time").parse().expect("RFC 3339");
     assert_eq!(app.quantity(item).await, 2);
 
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -279,15 +227,9 @@ async fn an_expired_form_gives_its_stock_back_within_two_seconds(backend: Backen
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let late_by = Utc::now() - expires_at;
-    assert!(
-        late_by.num_milliseconds() <= 2_000,
-        "stock came back {late_by} after the expiry"
-    );
+    assert!(late_by.num_milliseconds() <= 2_000, "stock came back {late_by} after the expiry");
     let (status, body) = app.post("/order/alice/pay", items).await;
-    assert_eq!(
-        (status, body["errorcode"].clone()),
-        (StatusCode::NOT_FOUND, json!(5))
-    );
+    assert_eq!((status, body["errorcode"].clone()), (StatusCode::NOT_FOUND, json!(5)));
     assert_eq!(app.balance("alice").await, 1_000);
 }
 
@@ -317,11 +259,7 @@ async fn losing_the_database_answers_503_code_7() {
     let database = tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url)
         .await
         .expect("a fresh database");
-    let name = database
-        .rsplit('/')
-        .next()
-        .expect("a database name")
-        .to_owned();
+    let name = database.rsplit('/').next().expect("a database name").to_owned();
     let user = format!("u{}", &name[name.len().saturating_sub(12)..]);
     let mut admin = MysqlConnection::establish(&admin_url).expect("admin connection");
     admin
@@ -341,23 +279,15 @@ async fn losing_the_database_answers_503_code_7() {
     config.database_url = Some(url);
     config.data_platform_url = None;
     config.db_timeout_ms = 300;
-    let app = Application::build(&config)
-        .await
-        .expect("builds on the database");
+    let app = Application::build(&config).await.expect("builds on the database");
     let base = format!("http://{}", app.address());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let client = Client::new();
-    let health = client
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .expect("answer");
+    let health = client.get(format!("{base}/health")).send().await.expect("answer");
     assert_eq!(health.status(), StatusCode::OK);
 
     admin
-        .batch_execute(&format!(
-            "DROP USER '{user}'@'%'; DROP USER '{user}'@'localhost'"
-        ))
+        .batch_execute(&format!("DROP USER '{user}'@'%'; DROP USER '{user}'@'localhost'"))
         .expect("drop the user");
     let sessions: Vec<Session> = diesel::RunQueryDsl::load(
         diesel::sql_query(format!(
@@ -370,17 +300,8 @@ async fn losing_the_database_answers_503_code_7() {
         let _ = admin.batch_execute(&format!("KILL {}", session.id));
     }
 
-    for path in [
-        "/health",
-        "/user/alice/point",
-        "/product/1",
-        "/product/ranked",
-    ] {
-        let response = client
-            .get(format!("{base}{path}"))
-            .send()
-            .await
-            .expect("answer");
+    for path in ["/health", "/user/alice/point", "/product/1", "/product/ranked"] {
+        let response = client.get(format!("{base}{path}")).send().await.expect("answer");
         let status = response.status();
         let body: Value = response.json().await.expect("JSON");
         assert_eq!(

@@ -218,10 +218,7 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
         let url = format!("http://{}/events", port.expect("a free port"));
         let publisher = HttpPublisher::new(&url, Duration::from_secs(1)).expect("publisher");
-        let error = publisher
-            .publish(event())
-            .await
-            .expect_err("nothing listens");
+        let error = publisher.publish(event()).await.expect_err("nothing listens");
         assert!(format!("{error:#}").contains("POST"), "{error:#}");
     }
 }

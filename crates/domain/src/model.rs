@@ -114,9 +114,7 @@ impl OrderItems {
     /// True when `lines` names exactly these products with exactly these counts.
     pub fn matches(&self, lines: &[OrderLine]) -> bool {
         lines.len() == self.0.len()
-            && lines
-                .iter()
-                .all(|line| self.0.get(&line.product_id) == Some(&line.count))
+            && lines.iter().all(|line| self.0.get(&line.product_id) == Some(&line.count))
     }
 }
 
@@ -258,20 +256,13 @@ mod tests {
         let many = (1..=101).map(|i| (id(i), count(1)));
         assert_eq!(OrderItems::new(many), Err(OrderItemsError::TooManyLines));
         let overflow = [(id(1), count(i64::MAX)), (id(1), count(1))];
-        assert_eq!(
-            OrderItems::new(overflow),
-            Err(OrderItemsError::Amount(AmountError::Overflow))
-        );
+        assert_eq!(OrderItems::new(overflow), Err(OrderItemsError::Amount(AmountError::Overflow)));
     }
 
     #[test]
     fn items_match_lines_in_any_order_and_nothing_else() {
         let price = Price::new(10).expect("valid price");
-        let line = |p, c| OrderLine {
-            product_id: id(p),
-            count: count(c),
-            price,
-        };
+        let line = |p, c| OrderLine { product_id: id(p), count: count(c), price };
         let items = OrderItems::new([(id(2), count(1)), (id(1), count(2))]).expect("valid");
         assert!(items.matches(&[line(1, 2), line(2, 1)]));
         assert!(!items.matches(&[line(1, 2)]));
@@ -293,10 +284,7 @@ mod tests {
         };
         assert!(order.is_payable_at(t0 + TimeDelta::seconds(599)));
         assert!(!order.is_payable_at(t0 + TimeDelta::seconds(600)));
-        let paid = Order {
-            status: OrderStatus::Paid,
-            ..order
-        };
+        let paid = Order { status: OrderStatus::Paid, ..order };
         assert!(!paid.is_payable_at(t0));
     }
 

@@ -59,9 +59,7 @@ pub struct EventRelay {
 
 impl fmt::Debug for EventRelay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventRelay")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
+        f.debug_struct("EventRelay").field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
@@ -72,12 +70,7 @@ impl EventRelay {
         clock: Arc<dyn Clock>,
         settings: RelaySettings,
     ) -> Self {
-        Self {
-            outbox,
-            publisher,
-            clock,
-            settings,
-        }
+        Self { outbox, publisher, clock, settings }
     }
 
     pub fn settings(&self) -> RelaySettings {
@@ -95,16 +88,9 @@ impl EventRelay {
         let stop_sending_at = claimed_at + self.settings.lease / 2;
         let entries = self
             .outbox
-            .claim_due(
-                claimed_at,
-                claimed_at + self.settings.lease,
-                self.settings.batch,
-            )
+            .claim_due(claimed_at, claimed_at + self.settings.lease, self.settings.batch)
             .await?;
-        let mut report = RelayReport {
-            claimed: entries.len(),
-            ..RelayReport::default()
-        };
+        let mut report = RelayReport { claimed: entries.len(), ..RelayReport::default() };
         for entry in entries {
             if self.clock.now() >= stop_sending_at {
                 break;
@@ -195,23 +181,14 @@ mod tests {
             lines: vec![],
         };
         OutboxEntry {
-            event: PaymentCompleted {
-                event_id: EventId::new(id),
-                occurred_at: t0(),
-                payment,
-            },
+            event: PaymentCompleted { event_id: EventId::new(id), occurred_at: t0(), payment },
             attempts,
         }
     }
 
     fn relay(outbox: MockOutbox, publisher: MockEventPublisher) -> EventRelay {
         let clock = Arc::new(ManualClock::new(t0()));
-        EventRelay::new(
-            Arc::new(outbox),
-            Arc::new(publisher),
-            clock,
-            RelaySettings::default(),
-        )
+        EventRelay::new(Arc::new(outbox), Arc::new(publisher), clock, RelaySettings::default())
     }
 
     #[test]
@@ -221,22 +198,13 @@ mod tests {
         for (attempts, nominal_ms) in [(1, 500), (2, 1_000), (3, 2_000), (8, 60_000), (40, 60_000)]
         {
             let delay = retry_delay(&settings, attempts, &id).num_milliseconds();
-            assert!(
-                (nominal_ms / 2..=nominal_ms).contains(&delay),
-                "attempt {attempts}: {delay}"
-            );
+            assert!((nominal_ms / 2..=nominal_ms).contains(&delay), "attempt {attempts}: {delay}");
         }
         let spread: std::collections::HashSet<i64> = (0..20)
             .map(|i| retry_delay(&settings, 5, &EventId::new(format!("e{i}"))).num_milliseconds())
             .collect();
-        assert!(
-            spread.len() > 10,
-            "events that failed together retry at different times"
-        );
-        assert_eq!(
-            retry_delay(&settings, 3, &id),
-            retry_delay(&settings, 3, &id)
-        );
+        assert!(spread.len() > 10, "events that failed together retry at different times");
+        assert_eq!(retry_delay(&settings, 3, &id), retry_delay(&settings, 3, &id));
     }
 
     #[tokio::test]
@@ -260,10 +228,7 @@ mod tests {
             .times(1)
             .returning(|_, _, _| Ok(()));
         let mut publisher = MockEventPublisher::new();
-        publisher
-            .expect_publish()
-            .withf(|e| e.event_id.as_str() == "ok")
-            .returning(|_| Ok(()));
+        publisher.expect_publish().withf(|e| e.event_id.as_str() == "ok").returning(|_| Ok(()));
         publisher
             .expect_publish()
             .withf(|e| e.event_id.as_str() == "bad")
@@ -277,13 +242,8 @@ mod tests {
     async fn a_pass_stops_sending_when_half_the_lease_is_gone() {
         let clock = Arc::new(ManualClock::new(t0()));
         let mut outbox = MockOutbox::new();
-        outbox
-            .expect_claim_due()
-            .returning(|_, _, _| Ok(vec![entry("slow", 0), entry("late", 0)]));
-        outbox
-            .expect_mark_delivered()
-            .times(1)
-            .returning(|_, _| Ok(()));
+        outbox.expect_claim_due().returning(|_, _, _| Ok(vec![entry("slow", 0), entry("late", 0)]));
+        outbox.expect_mark_delivered().times(1).returning(|_, _| Ok(()));
         let sent = Arc::new(Mutex::new(Vec::new()));
         let mut publisher = MockEventPublisher::new();
         let (log, slow_clock) = (sent.clone(), clock.clone());
@@ -292,12 +252,8 @@ mod tests {
             slow_clock.advance(TimeDelta::seconds(31));
             Ok(())
         });
-        let relay = EventRelay::new(
-            Arc::new(outbox),
-            Arc::new(publisher),
-            clock,
-            RelaySettings::default(),
-        );
+        let relay =
+            EventRelay::new(Arc::new(outbox), Arc::new(publisher), clock, RelaySettings::default());
         let report = relay.relay_once().await.expect("a pass");
         assert_eq!(*sent.lock().expect("log"), vec!["slow".to_owned()]);
         assert_eq!((report.claimed, report.delivered), (2, 1));

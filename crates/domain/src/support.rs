@@ -18,20 +18,14 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: TimeDelta) {
-        let mut now = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut now = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *now += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -44,19 +38,12 @@ pub struct SequentialIds {
 
 impl SequentialIds {
     pub fn new(prefix: &'static str) -> Self {
-        Self {
-            prefix,
-            next: AtomicU64::new(1),
-        }
+        Self { prefix, next: AtomicU64::new(1) }
     }
 }
 
 impl IdGenerator for SequentialIds {
     fn new_id(&self) -> String {
-        format!(
-            "{}-{}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("{}-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
     }
 }

@@ -150,10 +150,7 @@ impl Points {
     /// # Errors
     /// [`AmountError::Overflow`] past `i64::MAX`.
     pub fn checked_add(self, other: Self) -> Result<Self, AmountError> {
-        self.0
-            .checked_add(other.0)
-            .map(Self)
-            .ok_or(AmountError::Overflow)
+        self.0.checked_add(other.0).map(Self).ok_or(AmountError::Overflow)
     }
 
     /// `None` when `other` is larger than `self` (the result would be negative).
@@ -186,10 +183,7 @@ impl Price {
     /// # Errors
     /// [`AmountError::Overflow`] past `i64::MAX`.
     pub fn times(self, count: Count) -> Result<Points, AmountError> {
-        self.0
-            .checked_mul(count.0)
-            .map(Points)
-            .ok_or(AmountError::Overflow)
+        self.0.checked_mul(count.0).map(Points).ok_or(AmountError::Overflow)
     }
 }
 
@@ -215,10 +209,7 @@ impl Count {
     /// # Errors
     /// [`AmountError::Overflow`] past `i64::MAX`.
     pub fn checked_add(self, other: Self) -> Result<Self, AmountError> {
-        self.0
-            .checked_add(other.0)
-            .map(Self)
-            .ok_or(AmountError::Overflow)
+        self.0.checked_add(other.0).map(Self).ok_or(AmountError::Overflow)
     }
 }
 
@@ -246,10 +237,7 @@ impl Stock {
     /// # Errors
     /// [`AmountError::Overflow`] past `i64::MAX`.
     pub fn checked_add(self, count: Count) -> Result<Self, AmountError> {
-        self.0
-            .checked_add(count.0)
-            .map(Self)
-            .ok_or(AmountError::Overflow)
+        self.0.checked_add(count.0).map(Self).ok_or(AmountError::Overflow)
     }
 
     /// `None` when fewer than `count` units are on hand.
@@ -322,17 +310,11 @@ mod tests {
 
     #[test]
     fn product_name_is_trimmed_and_bounded() {
-        assert_eq!(
-            ProductName::parse("  Tea ").map(|n| n.as_str().to_owned()),
-            Ok("Tea".into())
-        );
+        assert_eq!(ProductName::parse("  Tea ").map(|n| n.as_str().to_owned()), Ok("Tea".into()));
         assert_eq!(ProductName::parse("   "), Err(InvalidProductName));
         assert_eq!(ProductName::parse("a\nb"), Err(InvalidProductName));
         assert!(ProductName::parse(&"é".repeat(200)).is_ok());
-        assert_eq!(
-            ProductName::parse(&"é".repeat(201)),
-            Err(InvalidProductName)
-        );
+        assert_eq!(ProductName::parse(&"é".repeat(201)), Err(InvalidProductName));
     }
 
     #[test]
@@ -348,38 +330,20 @@ mod tests {
     #[test]
     fn arithmetic_reports_overflow_instead_of_wrapping() -> Result<(), AmountError> {
         let max = Points::new(i64::MAX)?;
-        assert_eq!(
-            max.checked_add(Points::positive(1)?),
-            Err(AmountError::Overflow)
-        );
-        assert_eq!(
-            Price::new(i64::MAX)?.times(Count::new(2)?),
-            Err(AmountError::Overflow)
-        );
+        assert_eq!(max.checked_add(Points::positive(1)?), Err(AmountError::Overflow));
+        assert_eq!(Price::new(i64::MAX)?.times(Count::new(2)?), Err(AmountError::Overflow));
         assert_eq!(Price::new(3)?.times(Count::new(4)?), Ok(Points::new(12)?));
-        assert_eq!(
-            Count::new(i64::MAX)?.checked_add(Count::new(1)?),
-            Err(AmountError::Overflow)
-        );
-        assert_eq!(
-            Stock::new(i64::MAX)?.checked_add(Count::new(1)?),
-            Err(AmountError::Overflow)
-        );
+        assert_eq!(Count::new(i64::MAX)?.checked_add(Count::new(1)?), Err(AmountError::Overflow));
+        assert_eq!(Stock::new(i64::MAX)?.checked_add(Count::new(1)?), Err(AmountError::Overflow));
         Ok(())
     }
 
     #[test]
     fn subtraction_never_goes_negative() -> Result<(), AmountError> {
         assert_eq!(Points::new(5)?.checked_sub(Points::new(6)?), None);
-        assert_eq!(
-            Points::new(5)?.checked_sub(Points::new(5)?),
-            Some(Points::ZERO)
-        );
+        assert_eq!(Points::new(5)?.checked_sub(Points::new(5)?), Some(Points::ZERO));
         assert_eq!(Stock::new(2)?.checked_take(Count::new(3)?), None);
-        assert_eq!(
-            Stock::new(3)?.checked_take(Count::new(3)?),
-            Some(Stock::ZERO)
-        );
+        assert_eq!(Stock::new(3)?.checked_take(Count::new(3)?), Some(Stock::ZERO));
         Ok(())
     }
 }

@@ -68,17 +68,20 @@ impl JsonInt {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub id: String,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChargeRequest {
     pub amount: JsonInt,
 }
 
 /// One line of an order or pay body: `{"product_id": 1, "count": 2}`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ItemRequest {
     pub product_id: JsonInt,
     pub count: JsonInt,
@@ -96,6 +99,7 @@ pub fn order_items(lines: Vec<ItemRequest>) -> Result<OrderItems, ApiError> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewProductRequest {
     pub name: String,
     pub price: JsonInt,
@@ -103,6 +107,7 @@ pub struct NewProductRequest {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EditProductRequest {
     pub name: Option<String>,
     pub price: Option<JsonInt>,
@@ -125,10 +130,7 @@ pub struct Success<T: Serialize> {
 
 impl<T: Serialize> Success<T> {
     pub fn new(body: T) -> Self {
-        Self {
-            errorcode: ErrorCode::Success,
-            body,
-        }
+        Self { errorcode: ErrorCode::Success, body }
     }
 }
 
@@ -177,10 +179,7 @@ pub struct RankedDto {
 
 impl From<RankedProduct> for RankedDto {
     fn from(r: RankedProduct) -> Self {
-        Self {
-            product: r.product.into(),
-            sold: r.sold,
-        }
+        Self { product: r.product.into(), sold: r.sold }
     }
 }
 
@@ -274,9 +273,8 @@ pub struct OutboxHealth {
 
 impl From<HealthReport> for HealthBody {
     fn from(report: HealthReport) -> Self {
-        let oldest_age_secs = report
-            .oldest_event_age()
-            .map(|age| age.num_milliseconds().max(0) as f64 / 1_000.0);
+        let oldest_age_secs =
+            report.oldest_event_age().map(|age| age.num_milliseconds().max(0) as f64 / 1_000.0);
         Self {
             status: "ok",
             outbox: OutboxHealth {
@@ -306,16 +304,8 @@ mod tests {
     fn json_ints_tell_out_of_range_from_wrong_type() {
         assert_eq!(parse("42").ok(), Some(JsonInt::Exact(42)));
         assert_eq!(parse("-7").ok(), Some(JsonInt::Exact(-7)));
-        assert_eq!(
-            parse("9223372036854775807").ok(),
-            Some(JsonInt::Exact(i64::MAX))
-        );
-        for unrepresentable in [
-            "9223372036854775808",
-            "1.5",
-            "1e30",
-            "-99999999999999999999",
-        ] {
+        assert_eq!(parse("9223372036854775807").ok(), Some(JsonInt::Exact(i64::MAX)));
+        for unrepresentable in ["9223372036854775808", "1.5", "1e30", "-99999999999999999999"] {
             assert_eq!(parse(unrepresentable).ok(), Some(JsonInt::Unrepresentable));
         }
         for wrong_type in ["\"42\"", "null", "true", "[1]"] {
@@ -325,30 +315,12 @@ mod tests {
 
     #[test]
     fn order_items_check_ids_then_counts_then_sums() {
-        let line = |p, c| ItemRequest {
-            product_id: p,
-            count: c,
-        };
+        let line = |p, c| ItemRequest { product_id: p, count: c };
         let code = |r: Result<OrderItems, ApiError>| r.err().map(|e| e.code() as u8);
+        assert_eq!(code(order_items(vec![line(JsonInt::Exact(0), JsonInt::Exact(0))])), Some(1));
+        assert_eq!(code(order_items(vec![line(JsonInt::Exact(1), JsonInt::Exact(0))])), Some(2));
         assert_eq!(
-            code(order_items(vec![line(
-                JsonInt::Exact(0),
-                JsonInt::Exact(0)
-            )])),
-            Some(1)
-        );
-        assert_eq!(
-            code(order_items(vec![line(
-                JsonInt::Exact(1),
-                JsonInt::Exact(0)
-            )])),
-            Some(2)
-        );
-        assert_eq!(
-            code(order_items(vec![line(
-                JsonInt::Exact(1),
-                JsonInt::Unrepresentable
-            )])),
+            code(order_items(vec![line(JsonInt::Exact(1), JsonInt::Unrepresentable)])),
             Some(2)
         );
         assert_eq!(code(order_items(vec![])), Some(1));

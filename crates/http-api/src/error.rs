@@ -40,6 +40,8 @@ pub struct ApiError {
     status: StatusCode,
     code: ErrorCode,
     message: String,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -50,11 +52,30 @@ struct ErrorBody<'a> {
 
 impl ApiError {
     fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
+        Self { status, code, message: message.into(), retry_after }
+    }
+
+    /// 429, code 7: too many calls; retry after `wait`.
+    pub fn too_many_requests(wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Self {
-            status,
-            code,
-            message: message.into(),
+            retry_after: Some(seconds.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::Unavailable,
+                "too many requests, retry later",
+            )
         }
+    }
+
+    /// 503, code 7: the request took longer than the service allows.
+    pub fn timed_out() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "the request took too long, retry later",
+        )
     }
 
     /// 400, code 1: malformed body, bad id, mismatched pay items.
@@ -108,11 +129,7 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} (errorcode {}): {}",
-            self.status, self.code as u8, self.message
-        )
+        write!(f, "{} (errorcode {}): {}", self.status, self.code as u8, self.message)
     }
 }
 
@@ -126,13 +143,10 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((header::RETRY_AFTER, "1"));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
-        response.json(ErrorBody {
-            errorcode: self.code,
-            message: &self.message,
-        })
+        response.json(ErrorBody { errorcode: self.code, message: &self.message })
     }
 }
 
@@ -214,11 +228,9 @@ impl From<OrderItemsError> for ApiError {
 impl From<RegisterError> for ApiError {
     fn from(error: RegisterError) -> Self {
         match error {
-            RegisterError::AlreadyRegistered(_) => Self::new(
-                StatusCode::CONFLICT,
-                ErrorCode::InvalidRequest,
-                error.to_string(),
-            ),
+            RegisterError::AlreadyRegistered(_) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::InvalidRequest, error.to_string())
+            }
             RegisterError::Unexpected(cause) => Self::unavailable(&cause),
         }
     }
@@ -283,16 +295,12 @@ impl From<PlaceOrderError> for ApiError {
                 Self::not_found(error.to_string())
             }
             PlaceOrderError::Amount(_) => Self::invalid_amount(error.to_string()),
-            PlaceOrderError::LackOfStock(_) => Self::new(
-                StatusCode::CONFLICT,
-                ErrorCode::LackOfProducts,
-                error.to_string(),
-            ),
-            PlaceOrderError::LackOfPoints => Self::new(
-                StatusCode::CONFLICT,
-                ErrorCode::LackOfPoint,
-                error.to_string(),
-            ),
+            PlaceOrderError::LackOfStock(_) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::LackOfProducts, error.to_string())
+            }
+            PlaceOrderError::LackOfPoints => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::LackOfPoint, error.to_string())
+            }
             PlaceOrderError::Unexpected(cause) => Self::unavailable(&cause),
         }
     }
@@ -302,11 +310,9 @@ impl From<PendingOrderError> for ApiError {
     fn from(error: PendingOrderError) -> Self {
         match error {
             PendingOrderError::UnknownUser(_) => Self::not_found(error.to_string()),
-            PendingOrderError::NoPendingOrder => Self::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NoPendingOrder,
-                error.to_string(),
-            ),
+            PendingOrderError::NoPendingOrder => {
+                Self::new(StatusCode::NOT_FOUND, ErrorCode::NoPendingOrder, error.to_string())
+            }
             PendingOrderError::Unexpected(cause) => Self::unavailable(&cause),
         }
     }
@@ -316,17 +322,13 @@ impl From<PayError> for ApiError {
     fn from(error: PayError) -> Self {
         match error {
             PayError::UnknownUser(_) => Self::not_found(error.to_string()),
-            PayError::NoPendingOrder => Self::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NoPendingOrder,
-                error.to_string(),
-            ),
+            PayError::NoPendingOrder => {
+                Self::new(StatusCode::NOT_FOUND, ErrorCode::NoPendingOrder, error.to_string())
+            }
             PayError::ItemsMismatch => Self::bad_request(error.to_string()),
-            PayError::LackOfPoints => Self::new(
-                StatusCode::CONFLICT,
-                ErrorCode::LackOfPoint,
-                error.to_string(),
-            ),
+            PayError::LackOfPoints => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::LackOfPoint, error.to_string())
+            }
             PayError::Unexpected(cause) => Self::unavailable(&cause),
         }
     }

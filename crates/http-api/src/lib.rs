@@ -1,12 +1,14 @@
 //! The HTTP adapter (actix-web): SPEC §2's routes, their bodies, and one mapping of every
 //! failure — the domain's and actix's own — onto SPEC error codes.
 
-mod admin;
+mod auth;
 mod dto;
 mod error;
+mod limits;
 mod routes;
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -14,57 +16,102 @@ use actix_web::middleware::Next;
 use actix_web::{web, Resource};
 use domain::Mall;
 
-pub use admin::AdminToken;
+pub use auth::{Authenticator, Caller, JwtKey, JwtSettings, ADMIN_ROLE};
 pub use error::{ApiError, ErrorCode};
+pub use limits::{RateLimit, RateLimits};
 
 /// The largest JSON body accepted; larger ones answer 413, code 1.
 pub const JSON_LIMIT_BYTES: usize = 64 * 1024;
 
+/// How the API guards itself.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub auth: Authenticator,
+    /// Limits on charge, order and pay per caller; `None`: unlimited.
+    pub rate_limits: Option<Arc<RateLimits>>,
+    /// How long one request may take before it answers 503, code 7.
+    pub request_timeout: Duration,
+}
+
+impl ApiSettings {
+    /// An open service (no JWT) with this admin token, no rate limit and a 10 s time limit.
+    pub fn open(admin_token: Option<String>) -> Self {
+        Self {
+            auth: Authenticator::new(admin_token, None).unwrap_or_else(|_| unreachable!()),
+            rate_limits: None,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RequestTimeout(Duration);
+
 /// Registers every route, the extractor error handlers and the JSON fallbacks for unknown
-/// routes. Use as `App::new().configure(http_api::configure(mall, token))`.
-pub fn configure(mall: Mall, admin: AdminToken) -> impl FnOnce(&mut web::ServiceConfig) {
+/// routes. Use as `App::new().wrap(from_fn(enforce_timeout)).configure(configure(mall, s))`.
+pub fn configure(mall: Mall, settings: ApiSettings) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(mall))
-            .app_data(web::Data::new(admin))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(JSON_LIMIT_BYTES)
-                    .error_handler(|error, _| ApiError::from(&error).into()),
-            )
-            .app_data(
-                web::PathConfig::default().error_handler(|error, _| ApiError::from(&error).into()),
-            )
-            .app_data(
-                web::QueryConfig::default().error_handler(|error, _| ApiError::from(&error).into()),
-            )
-            .service(resource("/health").route(web::get().to(routes::health)))
-            .service(resource("/user").route(web::post().to(routes::register)))
-            .service(resource("/user/{user_id}/charge").route(web::patch().to(routes::charge)))
-            .service(resource("/user/{user_id}/point").route(web::get().to(routes::point)))
-            // Before `/product/{product_id}`, which would otherwise capture "ranked".
-            .service(resource("/product/ranked").route(web::get().to(routes::ranked)))
-            .service(
-                resource("/product")
-                    .route(web::get().to(routes::catalog))
-                    .route(web::post().to(routes::add_product)),
-            )
-            .service(
-                resource("/product/{product_id}")
-                    .route(web::get().to(routes::product))
-                    .route(web::patch().to(routes::edit_product)),
-            )
-            .service(
-                resource("/order/{user_id}")
-                    .route(web::post().to(routes::order))
-                    .route(web::get().to(routes::pending_order)),
-            )
-            .service(resource("/order/{user_id}/pay").route(web::post().to(routes::pay)))
-            .default_service(web::to(routes::no_route));
+            .app_data(web::Data::new(settings.auth))
+            .app_data(web::Data::new(RequestTimeout(settings.request_timeout)));
+        if let Some(limits) = settings.rate_limits {
+            cfg.app_data(web::Data::from(limits));
+        }
+        cfg.app_data(
+            web::JsonConfig::default()
+                .limit(JSON_LIMIT_BYTES)
+                .error_handler(|error, _| ApiError::from(&error).into()),
+        )
+        .app_data(
+            web::PathConfig::default().error_handler(|error, _| ApiError::from(&error).into()),
+        )
+        .app_data(
+            web::QueryConfig::default().error_handler(|error, _| ApiError::from(&error).into()),
+        )
+        .service(resource("/health").route(web::get().to(routes::health)))
+        .service(resource("/user").route(web::post().to(routes::register)))
+        .service(resource("/user/{user_id}/charge").route(web::patch().to(routes::charge)))
+        .service(resource("/user/{user_id}/point").route(web::get().to(routes::point)))
+        // Before `/product/{product_id}`, which would otherwise capture "ranked".
+        .service(resource("/product/ranked").route(web::get().to(routes::ranked)))
+        .service(
+            resource("/product")
+                .route(web::get().to(routes::catalog))
+                .route(web::post().to(routes::add_product)),
+        )
+        .service(
+            resource("/product/{product_id}")
+                .route(web::get().to(routes::product))
+                .route(web::patch().to(routes::edit_product)),
+        )
+        .service(
+            resource("/order/{user_id}")
+                .route(web::post().to(routes::order))
+                .route(web::get().to(routes::pending_order)),
+        )
+        .service(resource("/order/{user_id}/pay").route(web::post().to(routes::pay)))
+        .default_service(web::to(routes::no_route));
     }
 }
 
 fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(routes::wrong_method))
+}
+
+/// Answers 503, code 7, when a request takes longer than [`ApiSettings::request_timeout`]
+/// (wrap with `actix_web::middleware::from_fn(enforce_timeout)`).
+pub async fn enforce_timeout(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let limit = request.app_data::<web::Data<RequestTimeout>>().map(|t| t.0);
+    match limit {
+        Some(limit) => match tokio::time::timeout(limit, next.call(request)).await {
+            Ok(response) => response,
+            Err(_) => Err(ApiError::timed_out().into()),
+        },
+        None => next.call(request).await,
+    }
 }
 
 /// Logs one line per request (wrap with `actix_web::middleware::from_fn(access_log)`) with its method, path, status and latency.

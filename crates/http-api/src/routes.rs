@@ -6,7 +6,7 @@ use domain::model::{NewProduct, ProductEdit};
 use domain::values::{Count, Points, Price, ProductId, ProductName, Stock, UserId};
 use domain::Mall;
 
-use crate::admin::Admin;
+use crate::auth::{Admin, Caller, Throttled};
 use crate::dto::{
     order_items, AmountBody, CatalogBody, ChargeRequest, EditProductRequest, HealthBody,
     ItemRequest, NewProductRequest, OrderBody, PageQuery, PayBody, ProductBody, RankedBody,
@@ -30,6 +30,13 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
     Ok(UserId::parse(raw)?)
 }
 
+/// The path's user, if the caller may act as them.
+fn acting_user(caller: &Caller, raw: &str) -> Result<UserId, ApiError> {
+    let user = user_id(raw)?;
+    caller.may_act_as(user.as_str())?;
+    Ok(user)
+}
+
 fn product_id(raw: &str) -> Result<ProductId, ApiError> {
     let number = raw.parse::<i64>().map_err(|_| {
         ApiError::bad_request(format!("product id {raw:?} is not a positive integer"))
@@ -37,46 +44,43 @@ fn product_id(raw: &str) -> Result<ProductId, ApiError> {
     Ok(ProductId::new(number)?)
 }
 
-pub async fn register(mall: web::Data<Mall>, body: web::Json<RegisterRequest>) -> Reply {
-    let user = mall.register(user_id(&body.id)?).await?;
-    created(AmountBody {
-        amount: user.balance.get(),
-    })
+pub async fn register(
+    Throttled(caller): Throttled,
+    mall: web::Data<Mall>,
+    body: web::Json<RegisterRequest>,
+) -> Reply {
+    let id = user_id(&body.id)?;
+    caller.may_act_as(id.as_str())?;
+    let user = mall.register(id).await?;
+    created(AmountBody { amount: user.balance.get() })
 }
 
 pub async fn charge(
+    Throttled(caller): Throttled,
     mall: web::Data<Mall>,
     path: web::Path<String>,
     body: web::Json<ChargeRequest>,
 ) -> Reply {
-    let user = user_id(&path)?;
+    let user = acting_user(&caller, &path)?;
     let amount = Points::positive(body.amount.amount()?)?;
     let balance = mall.charge(user, amount).await?;
-    ok(AmountBody {
-        amount: balance.get(),
-    })
+    ok(AmountBody { amount: balance.get() })
 }
 
-pub async fn point(mall: web::Data<Mall>, path: web::Path<String>) -> Reply {
-    let balance = mall.balance(user_id(&path)?).await?;
-    ok(AmountBody {
-        amount: balance.get(),
-    })
+pub async fn point(caller: Caller, mall: web::Data<Mall>, path: web::Path<String>) -> Reply {
+    let balance = mall.balance(acting_user(&caller, &path)?).await?;
+    ok(AmountBody { amount: balance.get() })
 }
 
 pub async fn product(mall: web::Data<Mall>, path: web::Path<String>) -> Reply {
     let product = mall.product(product_id(&path)?).await?;
-    ok(ProductBody {
-        product: product.into(),
-    })
+    ok(ProductBody { product: product.into() })
 }
 
 pub async fn catalog(mall: web::Data<Mall>, query: web::Query<PageQuery>) -> Reply {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if limit == 0 {
-        return Err(ApiError::bad_request(
-            "limit must be at least 1 (at most 100 are returned)",
-        ));
+        return Err(ApiError::bad_request("limit must be at least 1 (at most 100 are returned)"));
     }
     let page = mall.catalog(query.offset.unwrap_or(0), limit).await?;
     ok(CatalogBody {
@@ -87,9 +91,7 @@ pub async fn catalog(mall: web::Data<Mall>, query: web::Query<PageQuery>) -> Rep
 
 pub async fn ranked(mall: web::Data<Mall>) -> Reply {
     let ranked = mall.ranking().await?;
-    ok(RankedBody {
-        products: ranked.into_iter().map(Into::into).collect(),
-    })
+    ok(RankedBody { products: ranked.into_iter().map(Into::into).collect() })
 }
 
 pub async fn add_product(
@@ -104,9 +106,7 @@ pub async fn add_product(
         quantity: Stock::new(body.quantity.amount()?)?,
     };
     let product = mall.add_product(product).await?;
-    created(ProductBody {
-        product: product.into(),
-    })
+    created(ProductBody { product: product.into() })
 }
 
 pub async fn edit_product(
@@ -119,65 +119,51 @@ pub async fn edit_product(
     let body = body.into_inner();
     let edit = ProductEdit {
         name: body.name.as_deref().map(ProductName::parse).transpose()?,
-        price: body
-            .price
-            .map(|p| p.amount().and_then(Price::new))
-            .transpose()?,
-        restock: body
-            .restock
-            .map(|r| r.amount().and_then(Count::new))
-            .transpose()?,
+        price: body.price.map(|p| p.amount().and_then(Price::new)).transpose()?,
+        restock: body.restock.map(|r| r.amount().and_then(Count::new)).transpose()?,
     };
     if edit == ProductEdit::default() {
-        return Err(ApiError::bad_request(
-            "give at least one of name, price, restock",
-        ));
+        return Err(ApiError::bad_request("give at least one of name, price, restock"));
     }
     let product = mall.edit_product(id, edit).await?;
-    ok(ProductBody {
-        product: product.into(),
-    })
+    ok(ProductBody { product: product.into() })
 }
 
 pub async fn order(
+    Throttled(caller): Throttled,
     mall: web::Data<Mall>,
     path: web::Path<String>,
     body: web::Json<Vec<ItemRequest>>,
 ) -> Reply {
-    let user = user_id(&path)?;
+    let user = acting_user(&caller, &path)?;
     let items = order_items(body.into_inner())?;
     let order = mall.place_order(user, items).await?;
-    ok(OrderBody {
-        order: order.into(),
-    })
+    ok(OrderBody { order: order.into() })
 }
 
-pub async fn pending_order(mall: web::Data<Mall>, path: web::Path<String>) -> Reply {
-    let order = mall.pending_order(user_id(&path)?).await?;
-    ok(OrderBody {
-        order: order.into(),
-    })
+pub async fn pending_order(
+    caller: Caller,
+    mall: web::Data<Mall>,
+    path: web::Path<String>,
+) -> Reply {
+    let order = mall.pending_order(acting_user(&caller, &path)?).await?;
+    ok(OrderBody { order: order.into() })
 }
 
 pub async fn pay(
+    Throttled(caller): Throttled,
     mall: web::Data<Mall>,
     path: web::Path<String>,
     body: web::Json<Vec<ItemRequest>>,
 ) -> Reply {
-    let user = user_id(&path)?;
+    let user = acting_user(&caller, &path)?;
     let items = order_items(body.into_inner())?;
     let receipt = mall.pay(user, items).await?;
-    ok(PayBody {
-        payment: receipt.payment.into(),
-        amount: receipt.balance.get(),
-    })
+    ok(PayBody { payment: receipt.payment.into(), amount: receipt.balance.get() })
 }
 
 pub async fn health(mall: web::Data<Mall>) -> Reply {
-    let report = mall
-        .health()
-        .await
-        .map_err(|cause| ApiError::unavailable(&cause))?;
+    let report = mall.health().await.map_err(|cause| ApiError::unavailable(&cause))?;
     ok(HealthBody::from(report))
 }
 

@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta};
 use domain::ports::{MockHealthProbe, MockUserRepository};
 use domain::support::{ManualClock, SequentialIds};
 use domain::{Mall, Settings, Stores};
-use http_api::{configure, AdminToken};
+use http_api::{configure, ApiSettings};
 use serde_json::{json, Value};
 use store_memory::MemoryStore;
 
@@ -25,16 +25,11 @@ struct Shop {
 }
 
 fn shop() -> Shop {
-    let clock = Arc::new(ManualClock::new(
-        DateTime::from_timestamp(1_800_000_000, 0).expect("valid time"),
-    ));
+    let clock =
+        Arc::new(ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).expect("valid time")));
     let stores = Stores::from_one(Arc::new(MemoryStore::new()));
-    let mall = Mall::new(
-        stores,
-        clock.clone(),
-        Arc::new(SequentialIds::new("id")),
-        Settings::default(),
-    );
+    let mall =
+        Mall::new(stores, clock.clone(), Arc::new(SequentialIds::new("id")), Settings::default());
     Shop { clock, mall }
 }
 
@@ -42,8 +37,8 @@ async fn service(
     mall: Mall,
     token: Option<&str>,
 ) -> impl Service<Request, Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error> {
-    let token = AdminToken::new(token.map(str::to_owned));
-    test::init_service(App::new().configure(configure(mall, token))).await
+    let settings = ApiSettings::open(token.map(str::to_owned));
+    test::init_service(App::new().configure(configure(mall, settings))).await
 }
 
 /// Sends a request and returns the status and the JSON body; fails unless the answer is JSON.
@@ -70,10 +65,7 @@ fn get(path: &str) -> TestRequest {
 }
 
 fn with_json(method: Method, path: &str, body: Value) -> TestRequest {
-    TestRequest::default()
-        .method(method)
-        .uri(path)
-        .set_json(body)
+    TestRequest::default().method(method).uri(path).set_json(body)
 }
 
 fn post(path: &str, body: Value) -> TestRequest {
@@ -93,10 +85,7 @@ fn admin(request: TestRequest) -> TestRequest {
 fn assert_error((status, body): (StatusCode, Value), want_status: u16, want_code: u64) {
     assert_eq!(status.as_u16(), want_status, "{body}");
     assert_eq!(body["errorcode"], want_code, "{body}");
-    assert!(
-        body["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
 }
 
 /// A shop with alice (balance 10 000), tea (id 1, price 1 000, stock 10) and cake (id 2,
@@ -106,22 +95,11 @@ where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    assert_eq!(
-        send(app, post("/user", json!({"id": "alice"}))).await.0,
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        send(app, patch("/user/alice/charge", json!({"amount": 10_000})))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(send(app, post("/user", json!({"id": "alice"}))).await.0, StatusCode::CREATED);
+    assert_eq!(send(app, patch("/user/alice/charge", json!({"amount": 10_000}))).await.0, 200);
     for (name, price, quantity) in [("Tea", 1_000, 10), ("Cake", 500, 2)] {
         let body = json!({"name": name, "price": price, "quantity": quantity});
-        assert_eq!(
-            send(app, admin(post("/product", body))).await.0,
-            StatusCode::CREATED
-        );
+        assert_eq!(send(app, admin(post("/product", body))).await.0, StatusCode::CREATED);
     }
 }
 
@@ -129,26 +107,11 @@ where
 async fn register_answers_201_and_refuses_duplicates_and_bad_ids() {
     let app = service(shop().mall, None).await;
     let (status, body) = send(&app, post("/user", json!({"id": "alice"}))).await;
-    assert_eq!(
-        (status, body),
-        (StatusCode::CREATED, json!({"errorcode": 0, "amount": 0}))
-    );
-    assert_error(
-        send(&app, post("/user", json!({"id": "alice"}))).await,
-        409,
-        1,
-    );
-    assert_error(
-        send(&app, post("/user", json!({"id": "a b"}))).await,
-        400,
-        1,
-    );
+    assert_eq!((status, body), (StatusCode::CREATED, json!({"errorcode": 0, "amount": 0})));
+    assert_error(send(&app, post("/user", json!({"id": "alice"}))).await, 409, 1);
+    assert_error(send(&app, post("/user", json!({"id": "a b"}))).await, 400, 1);
     assert_error(send(&app, post("/user", json!({"id": ""}))).await, 400, 1);
-    assert_error(
-        send(&app, post("/user", json!({"id": "x".repeat(65)}))).await,
-        400,
-        1,
-    );
+    assert_error(send(&app, post("/user", json!({"id": "x".repeat(65)}))).await, 400, 1);
     assert_error(send(&app, post("/user", json!({"id": 7}))).await, 400, 1);
     assert_error(send(&app, post("/user", json!({}))).await, 400, 1);
 }
@@ -158,28 +121,14 @@ async fn charge_and_point_follow_the_seed() {
     let app = service(shop().mall, None).await;
     send(&app, post("/user", json!({"id": "alice"}))).await;
     let (status, body) = send(&app, patch("/user/alice/charge", json!({"amount": 1000}))).await;
-    assert_eq!(
-        (status, body),
-        (StatusCode::OK, json!({"errorcode": 0, "amount": 1000}))
-    );
+    assert_eq!((status, body), (StatusCode::OK, json!({"errorcode": 0, "amount": 1000})));
     let (status, body) = send(&app, get("/user/alice/point")).await;
-    assert_eq!(
-        (status, body),
-        (StatusCode::OK, json!({"errorcode": 0, "amount": 1000}))
-    );
+    assert_eq!((status, body), (StatusCode::OK, json!({"errorcode": 0, "amount": 1000})));
 
-    assert_error(
-        send(&app, patch("/user/bob/charge", json!({"amount": 1}))).await,
-        404,
-        1,
-    );
+    assert_error(send(&app, patch("/user/bob/charge", json!({"amount": 1}))).await, 404, 1);
     assert_error(send(&app, get("/user/bob/point")).await, 404, 1);
     assert_error(send(&app, get("/user/bad%20id/point")).await, 400, 1);
-    assert_error(
-        send(&app, patch("/user/bad%20id/charge", json!({"amount": 1}))).await,
-        400,
-        1,
-    );
+    assert_error(send(&app, patch("/user/bad%20id/charge", json!({"amount": 1}))).await, 400, 1);
 }
 
 #[actix_web::test]
@@ -187,46 +136,26 @@ async fn charge_rejects_bad_amounts_with_code_2_and_wrong_types_with_code_1() {
     let app = service(shop().mall, None).await;
     send(&app, post("/user", json!({"id": "alice"}))).await;
     send(&app, patch("/user/alice/charge", json!({"amount": 5}))).await;
-    for amount in [
-        json!(0),
-        json!(-5),
-        json!(1.5),
-        json!(1e30),
-        json!(9_223_372_036_854_775_808u64),
-    ] {
+    for amount in
+        [json!(0), json!(-5), json!(1.5), json!(1e30), json!(9_223_372_036_854_775_808u64)]
+    {
         assert_error(
-            send(
-                &app,
-                patch("/user/alice/charge", json!({ "amount": amount })),
-            )
-            .await,
+            send(&app, patch("/user/alice/charge", json!({ "amount": amount }))).await,
             400,
             2,
         );
     }
     for amount in [json!("100"), json!(null), json!([1])] {
         assert_error(
-            send(
-                &app,
-                patch("/user/alice/charge", json!({ "amount": amount })),
-            )
-            .await,
+            send(&app, patch("/user/alice/charge", json!({ "amount": amount }))).await,
             400,
             1,
         );
     }
     let overflow = json!({"amount": i64::MAX});
-    assert_error(
-        send(&app, patch("/user/alice/charge", overflow)).await,
-        400,
-        2,
-    );
+    assert_error(send(&app, patch("/user/alice/charge", overflow)).await, 400, 2);
     // Shape comes before existence: a bad amount for an unknown user is still code 2.
-    assert_error(
-        send(&app, patch("/user/ghost/charge", json!({"amount": 0}))).await,
-        400,
-        2,
-    );
+    assert_error(send(&app, patch("/user/ghost/charge", json!({"amount": 0}))).await, 400, 2);
     let (_, body) = send(&app, get("/user/alice/point")).await;
     assert_eq!(body["amount"], 5, "no rejected charge changed the balance");
 }
@@ -242,39 +171,19 @@ async fn product_lookup_and_catalog_pages() {
         json!({"errorcode": 0, "product": {"id": 1, "name": "Tea", "price": 1000, "quantity": 10}})
     );
     assert_error(send(&app, get("/product/99")).await, 404, 1);
-    for bad in [
-        "/product/abc",
-        "/product/0",
-        "/product/-1",
-        "/product/99999999999999999999",
-    ] {
+    for bad in ["/product/abc", "/product/0", "/product/-1", "/product/99999999999999999999"] {
         assert_error(send(&app, get(bad)).await, 400, 1);
     }
 
     let (status, body) = send(&app, get("/product?offset=1&limit=1")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["total"], 2);
-    assert_eq!(
-        body["products"],
-        json!([{"id": 2, "name": "Cake", "price": 500, "quantity": 2}])
-    );
+    assert_eq!(body["products"], json!([{"id": 2, "name": "Cake", "price": 500, "quantity": 2}]));
     let (_, body) = send(&app, get("/product")).await;
-    assert_eq!(
-        body["products"].as_array().map(Vec::len),
-        Some(2),
-        "defaults: offset 0, limit 20"
-    );
+    assert_eq!(body["products"].as_array().map(Vec::len), Some(2), "defaults: offset 0, limit 20");
     let (status, _) = send(&app, get("/product?limit=1000")).await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "a limit above 100 is treated as 100"
-    );
-    for bad in [
-        "/product?limit=0",
-        "/product?offset=-1",
-        "/product?limit=abc",
-    ] {
+    assert_eq!(status, StatusCode::OK, "a limit above 100 is treated as 100");
+    for bad in ["/product?limit=0", "/product?offset=-1", "/product?limit=abc"] {
         assert_error(send(&app, get(bad)).await, 400, 1);
     }
 }
@@ -307,33 +216,20 @@ async fn admin_calls_need_the_token_and_check_it_before_the_body() {
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .set_payload("{oops");
     assert_error(send(&app, garbage).await, 401, 6);
-    assert_error(
-        send(&app, patch("/product/1", json!({"restock": 1}))).await,
-        401,
-        6,
-    );
+    assert_error(send(&app, patch("/product/1", json!({"restock": 1}))).await, 401, 6);
     let (_, catalog) = send(&app, get("/product")).await;
     assert_eq!(catalog["total"], 0, "no rejected call added a product");
 
     let disabled = service(shop().mall, None).await;
-    assert_error(
-        send(&disabled, admin(post("/product", product))).await,
-        403,
-        6,
-    );
+    assert_error(send(&disabled, admin(post("/product", product))).await, 403, 6);
 }
 
 #[actix_web::test]
 async fn add_and_edit_products() {
     let app = service(shop().mall, Some(TOKEN)).await;
-    let (status, body) = send(
-        &app,
-        admin(post(
-            "/product",
-            json!({"name": " Tea ", "price": 10, "quantity": 0}),
-        )),
-    )
-    .await;
+    let (status, body) =
+        send(&app, admin(post("/product", json!({"name": " Tea ", "price": 10, "quantity": 0}))))
+            .await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(
         body,
@@ -341,103 +237,45 @@ async fn add_and_edit_products() {
     );
 
     assert_error(
-        send(
-            &app,
-            admin(post(
-                "/product",
-                json!({"name": "X", "price": 0, "quantity": 1}),
-            )),
-        )
-        .await,
+        send(&app, admin(post("/product", json!({"name": "X", "price": 0, "quantity": 1})))).await,
         400,
         2,
     );
     assert_error(
-        send(
-            &app,
-            admin(post(
-                "/product",
-                json!({"name": "X", "price": 1, "quantity": -1}),
-            )),
-        )
-        .await,
+        send(&app, admin(post("/product", json!({"name": "X", "price": 1, "quantity": -1})))).await,
         400,
         2,
     );
     assert_error(
-        send(
-            &app,
-            admin(post(
-                "/product",
-                json!({"name": "  ", "price": 1, "quantity": 1}),
-            )),
-        )
-        .await,
+        send(&app, admin(post("/product", json!({"name": "  ", "price": 1, "quantity": 1})))).await,
         400,
         1,
     );
     assert_error(
-        send(
-            &app,
-            admin(post("/product", json!({"price": 1, "quantity": 1}))),
-        )
-        .await,
+        send(&app, admin(post("/product", json!({"price": 1, "quantity": 1})))).await,
         400,
         1,
     );
 
     let (status, body) = send(
         &app,
-        admin(patch(
-            "/product/1",
-            json!({"name": "Green tea", "price": 12, "restock": 5}),
-        )),
+        admin(patch("/product/1", json!({"name": "Green tea", "price": 12, "restock": 5}))),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        body["product"],
-        json!({"id": 1, "name": "Green tea", "price": 12, "quantity": 5})
-    );
+    assert_eq!(body["product"], json!({"id": 1, "name": "Green tea", "price": 12, "quantity": 5}));
+    assert_error(send(&app, admin(patch("/product/1", json!({"restock": 0})))).await, 400, 2);
+    assert_error(send(&app, admin(patch("/product/1", json!({"price": -3})))).await, 400, 2);
     assert_error(
-        send(&app, admin(patch("/product/1", json!({"restock": 0})))).await,
+        send(&app, admin(patch("/product/1", json!({"restock": i64::MAX})))).await,
         400,
         2,
     );
-    assert_error(
-        send(&app, admin(patch("/product/1", json!({"price": -3})))).await,
-        400,
-        2,
-    );
-    assert_error(
-        send(
-            &app,
-            admin(patch("/product/1", json!({"restock": i64::MAX}))),
-        )
-        .await,
-        400,
-        2,
-    );
-    assert_error(
-        send(&app, admin(patch("/product/1", json!({})))).await,
-        400,
-        1,
-    );
-    assert_error(
-        send(&app, admin(patch("/product/9", json!({"restock": 1})))).await,
-        404,
-        1,
-    );
-    assert_error(
-        send(&app, admin(patch("/product/x", json!({"restock": 1})))).await,
-        400,
-        1,
-    );
+    assert_error(send(&app, admin(patch("/product/1", json!({})))).await, 400, 1);
+    assert_error(send(&app, admin(patch("/product/9", json!({"restock": 1})))).await, 404, 1);
+    assert_error(send(&app, admin(patch("/product/x", json!({"restock": 1})))).await, 400, 1);
     let (_, body) = send(&app, get("/product/1")).await;
-    assert_eq!(
-        body["product"]["quantity"], 5,
-        "rejected edits changed nothing"
-    );
+    assert_eq!(body["product"]["quantity"], 5, "rejected edits changed nothing");
 }
 
 #[actix_web::test]
@@ -460,10 +298,7 @@ async fn order_reserves_stock_and_shows_the_form() {
     );
     assert!(order["id"].as_str().is_some_and(|id| !id.is_empty()));
     let (_, product) = send(&app, get("/product/1")).await;
-    assert_eq!(
-        product["product"]["quantity"], 7,
-        "reserved units are not available"
-    );
+    assert_eq!(product["product"]["quantity"], 7, "reserved units are not available");
 
     let (status, pending) = send(&app, get("/order/alice")).await;
     assert_eq!(status, StatusCode::OK);
@@ -484,20 +319,12 @@ async fn order_errors_follow_the_spec_order() {
     assert_error(send(&app, post("/order/alice", one(1, -1))).await, 400, 2);
     assert_error(send(&app, post("/order/alice", json!([]))).await, 400, 1);
     assert_error(
-        send(
-            &app,
-            post("/order/alice", json!({"product_id": 1, "count": 1})),
-        )
-        .await,
+        send(&app, post("/order/alice", json!({"product_id": 1, "count": 1}))).await,
         400,
         1,
     );
     assert_error(
-        send(
-            &app,
-            post("/order/alice", json!([{"product_id": "1", "count": 1}])),
-        )
-        .await,
+        send(&app, post("/order/alice", json!([{"product_id": "1", "count": 1}]))).await,
         400,
         1,
     );
@@ -528,45 +355,24 @@ async fn order_errors_follow_the_spec_order() {
     assert_error(send(&app, get("/order/alice")).await, 404, 5);
     assert_error(send(&app, get("/order/ghost")).await, 404, 1);
     let (_, product) = send(&app, get("/product/1")).await;
-    assert_eq!(
-        product["product"]["quantity"], 10,
-        "no rejected order reserved anything"
-    );
+    assert_eq!(product["product"]["quantity"], 10, "no rejected order reserved anything");
 }
 
 #[actix_web::test]
 async fn a_new_order_replaces_the_pending_one() {
     let app = service(shop().mall, Some(TOKEN)).await;
     stocked(&app).await;
-    send(
-        &app,
-        post("/order/alice", json!([{"product_id": 2, "count": 2}])),
-    )
-    .await;
-    let (status, body) = send(
-        &app,
-        post("/order/alice", json!([{"product_id": 2, "count": 2}])),
-    )
-    .await;
-    assert_eq!(
-        status,
-        StatusCode::OK,
-        "the old form's units count for the new order: {body}"
-    );
+    send(&app, post("/order/alice", json!([{"product_id": 2, "count": 2}]))).await;
+    let (status, body) =
+        send(&app, post("/order/alice", json!([{"product_id": 2, "count": 2}]))).await;
+    assert_eq!(status, StatusCode::OK, "the old form's units count for the new order: {body}");
     assert_error(
-        send(
-            &app,
-            post("/order/alice", json!([{"product_id": 2, "count": 3}])),
-        )
-        .await,
+        send(&app, post("/order/alice", json!([{"product_id": 2, "count": 3}]))).await,
         409,
         4,
     );
     let (_, pending) = send(&app, get("/order/alice")).await;
-    assert_eq!(
-        pending["order"]["id"], body["order"]["id"],
-        "a failed order keeps the old form"
-    );
+    assert_eq!(pending["order"]["id"], body["order"]["id"], "a failed order keeps the old form");
 }
 
 #[actix_web::test]
@@ -575,19 +381,12 @@ async fn pay_settles_the_form_once() {
     stocked(&app).await;
     let (_, placed) = send(
         &app,
-        post(
-            "/order/alice",
-            json!([{"product_id": 1, "count": 2}, {"product_id": 2, "count": 1}]),
-        ),
+        post("/order/alice", json!([{"product_id": 1, "count": 2}, {"product_id": 2, "count": 1}])),
     )
     .await;
 
     assert_error(
-        send(
-            &app,
-            post("/order/alice/pay", json!([{"product_id": 1, "count": 2}])),
-        )
-        .await,
+        send(&app, post("/order/alice/pay", json!([{"product_id": 1, "count": 2}]))).await,
         400,
         1,
     );
@@ -604,20 +403,12 @@ async fn pay_settles_the_form_once() {
         1,
     );
     assert_error(
-        send(
-            &app,
-            post("/order/ghost/pay", json!([{"product_id": 1, "count": 2}])),
-        )
-        .await,
+        send(&app, post("/order/ghost/pay", json!([{"product_id": 1, "count": 2}]))).await,
         404,
         1,
     );
     assert_error(
-        send(
-            &app,
-            post("/order/alice/pay", json!([{"product_id": 1, "count": 0}])),
-        )
-        .await,
+        send(&app, post("/order/alice/pay", json!([{"product_id": 1, "count": 0}]))).await,
         400,
         2,
     );
@@ -646,11 +437,7 @@ async fn pay_without_any_form_is_code_5() {
     let app = service(shop().mall, Some(TOKEN)).await;
     stocked(&app).await;
     assert_error(
-        send(
-            &app,
-            post("/order/alice/pay", json!([{"product_id": 1, "count": 1}])),
-        )
-        .await,
+        send(&app, post("/order/alice/pay", json!([{"product_id": 1, "count": 1}]))).await,
         404,
         5,
     );
@@ -662,21 +449,13 @@ async fn an_expired_form_cannot_be_paid_and_its_stock_returns_on_the_sweep() {
     let (clock, mall) = (shop.clock.clone(), shop.mall.clone());
     let app = service(shop.mall, Some(TOKEN)).await;
     stocked(&app).await;
-    send(
-        &app,
-        post("/order/alice", json!([{"product_id": 2, "count": 2}])),
-    )
-    .await;
+    send(&app, post("/order/alice", json!([{"product_id": 2, "count": 2}]))).await;
     clock.advance(TimeDelta::seconds(599));
     assert_eq!(send(&app, get("/order/alice")).await.0, StatusCode::OK);
     clock.advance(TimeDelta::seconds(1));
     assert_error(send(&app, get("/order/alice")).await, 404, 5);
     assert_error(
-        send(
-            &app,
-            post("/order/alice/pay", json!([{"product_id": 2, "count": 2}])),
-        )
-        .await,
+        send(&app, post("/order/alice/pay", json!([{"product_id": 2, "count": 2}]))).await,
         404,
         5,
     );
@@ -698,11 +477,7 @@ async fn ranking_lists_paid_units_best_first() {
     let items = json!([{"product_id": 1, "count": 2}, {"product_id": 2, "count": 2}]);
     send(&app, post("/order/alice", items.clone())).await;
     send(&app, post("/order/alice/pay", items)).await;
-    send(
-        &app,
-        post("/order/alice", json!([{"product_id": 1, "count": 1}])),
-    )
-    .await;
+    send(&app, post("/order/alice", json!([{"product_id": 1, "count": 1}]))).await;
     let (status, body) = send(&app, get("/product/ranked")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -722,25 +497,16 @@ async fn health_is_200_and_503_when_the_store_is_down() {
     let idle = json!({"undelivered": 0, "failing": 0, "oldest_age_secs": null, "last_error": null});
     assert_eq!(
         (status, body),
-        (
-            StatusCode::OK,
-            json!({"errorcode": 0, "status": "ok", "outbox": idle})
-        )
+        (StatusCode::OK, json!({"errorcode": 0, "status": "ok", "outbox": idle}))
     );
 
     let mut probe = MockHealthProbe::new();
-    probe
-        .expect_check()
-        .returning(|| Err(anyhow::anyhow!("database unreachable")));
+    probe.expect_check().returning(|| Err(anyhow::anyhow!("database unreachable")));
     let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
     stores.health = Arc::new(probe);
     let shop = shop();
-    let mall = Mall::new(
-        stores,
-        shop.clock,
-        Arc::new(SequentialIds::new("id")),
-        Settings::default(),
-    );
+    let mall =
+        Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
     let down = service(mall, None).await;
     assert_error(send(&down, get("/health")).await, 503, 7);
 }
@@ -748,25 +514,16 @@ async fn health_is_200_and_503_when_the_store_is_down() {
 #[actix_web::test]
 async fn a_failing_store_answers_503_code_7_without_details() {
     let mut users = MockUserRepository::new();
-    users
-        .expect_balance()
-        .returning(|_| Err(anyhow::anyhow!("secret connection string")));
+    users.expect_balance().returning(|_| Err(anyhow::anyhow!("secret connection string")));
     let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
     stores.users = Arc::new(users);
     let shop = shop();
-    let mall = Mall::new(
-        stores,
-        shop.clock,
-        Arc::new(SequentialIds::new("id")),
-        Settings::default(),
-    );
+    let mall =
+        Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
     let app = service(mall, None).await;
     let (status, body) = send(&app, get("/user/alice/point")).await;
     assert_error((status, body.clone()), 503, 7);
-    assert!(
-        !body.to_string().contains("secret"),
-        "causes are logged, not shown: {body}"
-    );
+    assert!(!body.to_string().contains("secret"), "causes are logged, not shown: {body}");
 }
 
 #[actix_web::test]
@@ -788,9 +545,7 @@ async fn actix_rejections_come_back_as_spec_json() {
         .insert_header((header::CONTENT_TYPE, "text/plain"))
         .set_payload("{\"amount\": 1}");
     assert_error(send(&app, text).await, 415, 1);
-    let no_type = TestRequest::patch()
-        .uri("/user/alice/charge")
-        .set_payload("{\"amount\": 1}");
+    let no_type = TestRequest::patch().uri("/user/alice/charge").set_payload("{\"amount\": 1}");
     assert_error(send(&app, no_type).await, 415, 1);
     let big = format!("{{\"amount\": 1, \"pad\": \"{}\"}}", "x".repeat(70 * 1024));
     let too_large = TestRequest::patch()
@@ -798,27 +553,14 @@ async fn actix_rejections_come_back_as_spec_json() {
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .set_payload(big);
     assert_error(send(&app, too_large).await, 413, 1);
-    let lines: Vec<Value> = (0..3_000)
-        .map(|i| json!({"product_id": i + 1, "count": 1}))
-        .collect();
-    assert_error(
-        send(&app, post("/order/alice", Value::Array(lines))).await,
-        413,
-        1,
-    );
+    let lines: Vec<Value> = (0..3_000).map(|i| json!({"product_id": i + 1, "count": 1})).collect();
+    assert_error(send(&app, post("/order/alice", Value::Array(lines))).await, 413, 1);
 
     assert_error(send(&app, get("/nowhere")).await, 404, 1);
-    assert_error(
-        send(&app, TestRequest::delete().uri("/user/alice/point")).await,
-        405,
-        1,
-    );
+    assert_error(send(&app, TestRequest::delete().uri("/user/alice/point")).await, 405, 1);
     assert_error(send(&app, get("/user/alice/charge")).await, 405, 1);
     let (_, point) = send(&app, get("/user/alice/point")).await;
-    assert_eq!(
-        point["amount"], 0,
-        "no rejected request changed the balance"
-    );
+    assert_eq!(point["amount"], 0, "no rejected request changed the balance");
 }
 
 #[actix_web::test]

@@ -17,103 +17,47 @@ use crate::support::{
 const TTL: TimeDelta = TimeDelta::seconds(600);
 
 pub async fn register_starts_at_zero_and_refuses_duplicates<S: Store>(store: Arc<S>) {
-    let user = store
-        .register(uid("alice"))
-        .await
-        .expect("first registration");
+    let user = store.register(uid("alice")).await.expect("first registration");
     assert_eq!(user.balance.get(), 0);
     store.charge(uid("alice"), points(7)).await.expect("charge");
     let again = store.register(uid("alice")).await;
-    assert!(
-        matches!(again, Err(RegisterError::AlreadyRegistered(_))),
-        "{again:?}"
-    );
-    assert_eq!(
-        balance(&store, &uid("alice")).await,
-        7,
-        "a refused registration resets nothing"
-    );
+    assert!(matches!(again, Err(RegisterError::AlreadyRegistered(_))), "{again:?}");
+    assert_eq!(balance(&store, &uid("alice")).await, 7, "a refused registration resets nothing");
     assert_eq!(store.balance(uid("nobody")).await.expect("read"), None);
 }
 
 pub async fn charge_adds_and_a_refused_charge_changes_nothing<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 0).await;
-    assert_eq!(
-        store
-            .charge(alice.clone(), points(1_000))
-            .await
-            .expect("charge")
-            .get(),
-        1_000
-    );
-    assert_eq!(
-        store
-            .charge(alice.clone(), points(1))
-            .await
-            .expect("charge")
-            .get(),
-        1_001
-    );
+    assert_eq!(store.charge(alice.clone(), points(1_000)).await.expect("charge").get(), 1_000);
+    assert_eq!(store.charge(alice.clone(), points(1)).await.expect("charge").get(), 1_001);
 
     let unknown = store.charge(uid("ghost"), points(5)).await;
-    assert!(
-        matches!(unknown, Err(ChargeError::UnknownUser(_))),
-        "{unknown:?}"
-    );
-    assert_eq!(
-        store.balance(uid("ghost")).await.expect("read"),
-        None,
-        "no implicit account"
-    );
+    assert!(matches!(unknown, Err(ChargeError::UnknownUser(_))), "{unknown:?}");
+    assert_eq!(store.balance(uid("ghost")).await.expect("read"), None, "no implicit account");
 
     let overflow = store.charge(alice.clone(), points(i64::MAX)).await;
-    assert!(
-        matches!(overflow, Err(ChargeError::Amount(AmountError::Overflow))),
-        "{overflow:?}"
-    );
+    assert!(matches!(overflow, Err(ChargeError::Amount(AmountError::Overflow))), "{overflow:?}");
     assert_eq!(balance(&store, &alice).await, 1_001);
 
     let rich = user_with(&store, "rich", i64::MAX).await;
-    assert_eq!(
-        balance(&store, &rich).await,
-        i64::MAX,
-        "the largest balance is allowed"
-    );
+    assert_eq!(balance(&store, &rich).await, i64::MAX, "the largest balance is allowed");
 }
 
 pub async fn catalog_assigns_ids_pages_and_edits<S: Store>(store: Arc<S>) {
     let first = product_with(&store, 100, 5).await;
     let second = product_with(&store, 200, 0).await;
     let third = product_with(&store, 300, 7).await;
-    assert!(
-        first < second && second < third,
-        "ids ascend in insertion order"
-    );
+    assert!(first < second && second < third, "ids ascend in insertion order");
 
     let page = store.page(0, 2).await.expect("page");
     assert_eq!(page.total, 3);
-    assert_eq!(
-        page.products.iter().map(|p| p.id).collect::<Vec<_>>(),
-        vec![first, second]
-    );
+    assert_eq!(page.products.iter().map(|p| p.id).collect::<Vec<_>>(), vec![first, second]);
     let rest = store.page(2, 2).await.expect("page");
-    assert_eq!(
-        rest.products.iter().map(|p| p.id).collect::<Vec<_>>(),
-        vec![third]
-    );
+    assert_eq!(rest.products.iter().map(|p| p.id).collect::<Vec<_>>(), vec![third]);
     assert!(store.page(3, 10).await.expect("page").products.is_empty());
 
-    let found = store
-        .products(vec![third, ProductId::new(999).expect("id"), first])
-        .await;
-    assert_eq!(
-        found
-            .expect("read")
-            .iter()
-            .map(|p| p.id)
-            .collect::<Vec<_>>(),
-        vec![first, third]
-    );
+    let found = store.products(vec![third, ProductId::new(999).expect("id"), first]).await;
+    assert_eq!(found.expect("read").iter().map(|p| p.id).collect::<Vec<_>>(), vec![first, third]);
 
     let edit = ProductEdit {
         name: Some(ProductName::parse("Green tea").expect("name")),
@@ -122,11 +66,7 @@ pub async fn catalog_assigns_ids_pages_and_edits<S: Store>(store: Arc<S>) {
     };
     let edited = store.edit(first, edit).await.expect("edit");
     assert_eq!(
-        (
-            edited.name.as_str(),
-            edited.price.get(),
-            edited.available.get()
-        ),
+        (edited.name.as_str(), edited.price.get(), edited.available.get()),
         ("Green tea", 150, 8)
     );
     let reread = store.product(first).await.expect("read").expect("exists");
@@ -134,20 +74,14 @@ pub async fn catalog_assigns_ids_pages_and_edits<S: Store>(store: Arc<S>) {
 
     let missing = ProductId::new(999).expect("id");
     let unknown = store.edit(missing, ProductEdit::default()).await;
-    assert!(
-        matches!(unknown, Err(EditProductError::UnknownProduct(_))),
-        "{unknown:?}"
-    );
+    assert!(matches!(unknown, Err(EditProductError::UnknownProduct(_))), "{unknown:?}");
     assert_eq!(store.product(missing).await.expect("read"), None);
 }
 
 pub async fn restock_that_would_overflow_changes_nothing<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 1_000).await;
     let product = product_with(&store, 1, i64::MAX).await;
-    store
-        .place(form(&alice, "o1", &[(product, 10, 1)], t0(), TTL))
-        .await
-        .expect("order");
+    store.place(form(&alice, "o1", &[(product, 10, 1)], t0(), TTL)).await.expect("order");
     // 10 units are reserved: available alone has room, but available + reserved is at the
     // maximum, and the reserved units come back on expiry, so even 1 more would overflow.
     let edit = ProductEdit {
@@ -156,17 +90,10 @@ pub async fn restock_that_would_overflow_changes_nothing<S: Store>(store: Arc<S>
         ..ProductEdit::default()
     };
     let result = store.edit(product, edit).await;
-    assert!(
-        matches!(result, Err(EditProductError::Amount(AmountError::Overflow))),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(EditProductError::Amount(AmountError::Overflow))), "{result:?}");
     let unchanged = store.product(product).await.expect("read").expect("exists");
     assert_eq!(unchanged.available.get(), i64::MAX - 10);
-    assert_eq!(
-        unchanged.name.as_str(),
-        "Contract tea",
-        "a refused edit renames nothing"
-    );
+    assert_eq!(unchanged.name.as_str(), "Contract tea", "a refused edit renames nothing");
 }
 
 pub async fn order_reserves_every_line_or_none<S: Store>(store: Arc<S>) {
@@ -176,38 +103,18 @@ pub async fn order_reserves_every_line_or_none<S: Store>(store: Arc<S>) {
 
     let too_much = form(&alice, "o1", &[(tea, 2, 100), (cake, 2, 200)], t0(), TTL);
     let result = store.place(too_much).await;
-    assert!(
-        matches!(result, Err(PlaceOrderError::LackOfStock(id)) if id == cake),
-        "{result:?}"
-    );
-    assert_eq!(
-        (available(&store, tea).await, available(&store, cake).await),
-        (5, 1)
-    );
+    assert!(matches!(result, Err(PlaceOrderError::LackOfStock(id)) if id == cake), "{result:?}");
+    assert_eq!((available(&store, tea).await, available(&store, cake).await), (5, 1));
     assert_eq!(pending_id(&store, &alice, t0()).await, None);
 
     let order = form(&alice, "o2", &[(tea, 2, 100), (cake, 1, 200)], t0(), TTL);
     let placed = store.place(order.clone()).await.expect("order");
     assert_eq!(placed, order);
-    assert_eq!(
-        (available(&store, tea).await, available(&store, cake).await),
-        (3, 0)
-    );
-    assert_eq!(
-        pending_id(&store, &alice, t0()).await.as_deref(),
-        Some("o2")
-    );
-    let stored = store
-        .pending(alice.clone(), t0())
-        .await
-        .expect("read")
-        .expect("pending");
+    assert_eq!((available(&store, tea).await, available(&store, cake).await), (3, 0));
+    assert_eq!(pending_id(&store, &alice, t0()).await.as_deref(), Some("o2"));
+    let stored = store.pending(alice.clone(), t0()).await.expect("read").expect("pending");
     assert_eq!(stored, order, "the form reads back exactly");
-    assert_eq!(
-        balance(&store, &alice).await,
-        10_000,
-        "ordering does not debit"
-    );
+    assert_eq!(balance(&store, &alice).await, 10_000, "ordering does not debit");
 }
 
 pub async fn order_checks_stock_before_points<S: Store>(store: Arc<S>) {
@@ -215,45 +122,22 @@ pub async fn order_checks_stock_before_points<S: Store>(store: Arc<S>) {
     let tea = product_with(&store, 100, 1).await;
     let both_short = form(&poor, "o1", &[(tea, 2, 100)], t0(), TTL);
     let result = store.place(both_short).await;
-    assert!(
-        matches!(result, Err(PlaceOrderError::LackOfStock(_))),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(PlaceOrderError::LackOfStock(_))), "{result:?}");
 }
 
 pub async fn order_without_enough_points_changes_nothing<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 299).await;
     let tea = product_with(&store, 100, 5).await;
-    store
-        .place(form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL))
-        .await
-        .expect("first order");
+    store.place(form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL)).await.expect("first order");
 
-    let result = store
-        .place(form(&alice, "o2", &[(tea, 3, 100)], t0(), TTL))
-        .await;
-    assert!(
-        matches!(result, Err(PlaceOrderError::LackOfPoints)),
-        "{result:?}"
-    );
-    assert_eq!(
-        available(&store, tea).await,
-        4,
-        "the old reservation still holds"
-    );
-    assert_eq!(
-        pending_id(&store, &alice, t0()).await.as_deref(),
-        Some("o1")
-    );
+    let result = store.place(form(&alice, "o2", &[(tea, 3, 100)], t0(), TTL)).await;
+    assert!(matches!(result, Err(PlaceOrderError::LackOfPoints)), "{result:?}");
+    assert_eq!(available(&store, tea).await, 4, "the old reservation still holds");
+    assert_eq!(pending_id(&store, &alice, t0()).await.as_deref(), Some("o1"));
     assert_eq!(balance(&store, &alice).await, 299);
 
-    let exact = store
-        .place(form(&alice, "o3", &[(tea, 2, 100)], t0(), TTL))
-        .await;
-    assert!(
-        exact.is_ok(),
-        "a balance equal to the total is enough: {exact:?}"
-    );
+    let exact = store.place(form(&alice, "o3", &[(tea, 2, 100)], t0(), TTL)).await;
+    assert!(exact.is_ok(), "a balance equal to the total is enough: {exact:?}");
 }
 
 pub async fn order_by_unknown_user_or_for_unknown_product_changes_nothing<S: Store>(store: Arc<S>) {
@@ -261,24 +145,12 @@ pub async fn order_by_unknown_user_or_for_unknown_product_changes_nothing<S: Sto
     let tea = product_with(&store, 100, 5).await;
     let ghost = ProductId::new(tea.get() + 1_000).expect("id");
 
-    let result = store
-        .place(form(&uid("ghost"), "o1", &[(tea, 1, 100)], t0(), TTL))
-        .await;
-    assert!(
-        matches!(result, Err(PlaceOrderError::UnknownUser(_))),
-        "{result:?}"
-    );
+    let result = store.place(form(&uid("ghost"), "o1", &[(tea, 1, 100)], t0(), TTL)).await;
+    assert!(matches!(result, Err(PlaceOrderError::UnknownUser(_))), "{result:?}");
     assert_eq!(store.balance(uid("ghost")).await.expect("read"), None);
 
-    let result = store
-        .place(form(
-            &alice,
-            "o2",
-            &[(tea, 1, 100), (ghost, 1, 100)],
-            t0(),
-            TTL,
-        ))
-        .await;
+    let result =
+        store.place(form(&alice, "o2", &[(tea, 1, 100), (ghost, 1, 100)], t0(), TTL)).await;
     assert!(
         matches!(result, Err(PlaceOrderError::UnknownProduct(id)) if id == ghost),
         "{result:?}"
@@ -291,63 +163,31 @@ pub async fn new_order_replaces_the_pending_form_counting_its_release<S: Store>(
     let alice = user_with(&store, "alice", 10_000).await;
     let tea = product_with(&store, 100, 5).await;
     let cake = product_with(&store, 50, 5).await;
-    store
-        .place(form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL))
-        .await
-        .expect("first order");
+    store.place(form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL)).await.expect("first order");
     assert_eq!(available(&store, tea).await, 0);
 
     // All five units are held by the old form; the new order may take them back.
-    let second = form(
-        &alice,
-        "o2",
-        &[(tea, 4, 100), (cake, 1, 50)],
-        t0() + secs(1),
-        TTL,
-    );
+    let second = form(&alice, "o2", &[(tea, 4, 100), (cake, 1, 50)], t0() + secs(1), TTL);
     store.place(second).await.expect("replacement");
-    assert_eq!(
-        (available(&store, tea).await, available(&store, cake).await),
-        (1, 4)
-    );
-    assert_eq!(
-        pending_id(&store, &alice, t0() + secs(1)).await.as_deref(),
-        Some("o2")
-    );
+    assert_eq!((available(&store, tea).await, available(&store, cake).await), (1, 4));
+    assert_eq!(pending_id(&store, &alice, t0() + secs(1)).await.as_deref(), Some("o2"));
 
     let stale = store
-        .commit_payment(plan(
-            &form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL),
-            t0() + secs(2),
-        ))
+        .commit_payment(plan(&form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL), t0() + secs(2)))
         .await;
-    assert!(
-        matches!(stale, Err(PayError::NoPendingOrder)),
-        "the replaced form is gone: {stale:?}"
-    );
+    assert!(matches!(stale, Err(PayError::NoPendingOrder)), "the replaced form is gone: {stale:?}");
     assert_eq!(balance(&store, &alice).await, 10_000);
 }
 
 pub async fn failed_replacement_keeps_the_old_form<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 10_000).await;
     let tea = product_with(&store, 100, 5).await;
-    store
-        .place(form(&alice, "o1", &[(tea, 3, 100)], t0(), TTL))
-        .await
-        .expect("first order");
+    store.place(form(&alice, "o1", &[(tea, 3, 100)], t0(), TTL)).await.expect("first order");
 
-    let result = store
-        .place(form(&alice, "o2", &[(tea, 6, 100)], t0(), TTL))
-        .await;
-    assert!(
-        matches!(result, Err(PlaceOrderError::LackOfStock(_))),
-        "{result:?}"
-    );
+    let result = store.place(form(&alice, "o2", &[(tea, 6, 100)], t0(), TTL)).await;
+    assert!(matches!(result, Err(PlaceOrderError::LackOfStock(_))), "{result:?}");
     assert_eq!(available(&store, tea).await, 2);
-    assert_eq!(
-        pending_id(&store, &alice, t0()).await.as_deref(),
-        Some("o1")
-    );
+    assert_eq!(pending_id(&store, &alice, t0()).await.as_deref(), Some("o1"));
 }
 
 pub async fn pay_debits_settles_records_sales_and_queues_one_event<S: Store>(store: Arc<S>) {
@@ -357,35 +197,18 @@ pub async fn pay_debits_settles_records_sales_and_queues_one_event<S: Store>(sto
     store.place(order.clone()).await.expect("order");
 
     let the_plan = plan(&order, t0() + secs(10));
-    let receipt = store
-        .commit_payment(the_plan.clone())
-        .await
-        .expect("payment");
+    let receipt = store.commit_payment(the_plan.clone()).await.expect("payment");
     assert_eq!(receipt.balance.get(), 700);
     assert_eq!(receipt.payment, the_plan.payment);
     assert_eq!(balance(&store, &alice).await, 700);
-    assert_eq!(
-        available(&store, tea).await,
-        2,
-        "sold units do not come back"
-    );
+    assert_eq!(available(&store, tea).await, 2, "sold units do not come back");
     assert_eq!(pending_id(&store, &alice, t0() + secs(10)).await, None);
     assert_eq!(sold(&store, tea).await, 3);
-    let events = store
-        .claim_due(t0() + secs(10), t0() + secs(70), 10)
-        .await
-        .expect("outbox");
+    let events = store.claim_due(t0() + secs(10), t0() + secs(70), 10).await.expect("outbox");
     let events: Vec<_> = events.into_iter().map(|e| e.event).collect();
-    assert_eq!(
-        events,
-        vec![the_plan.event],
-        "exactly one event, exactly as planned"
-    );
+    assert_eq!(events, vec![the_plan.event], "exactly one event, exactly as planned");
 
-    let swept = store
-        .expire_due(t0() + secs(3_600), 100)
-        .await
-        .expect("sweep");
+    let swept = store.expire_due(t0() + secs(3_600), 100).await.expect("sweep");
     assert_eq!(swept, 0, "a paid form never expires");
     assert_eq!(available(&store, tea).await, 2);
 }
@@ -395,10 +218,7 @@ pub async fn pay_succeeds_once<S: Store>(store: Arc<S>) {
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
     store.place(order.clone()).await.expect("order");
-    store
-        .commit_payment(plan(&order, t0() + secs(1)))
-        .await
-        .expect("first payment");
+    store.commit_payment(plan(&order, t0() + secs(1))).await.expect("first payment");
 
     let again = store.commit_payment(plan(&order, t0() + secs(2))).await;
     assert!(matches!(again, Err(PayError::NoPendingOrder)), "{again:?}");
@@ -419,17 +239,11 @@ pub async fn pay_without_enough_points_changes_nothing<S: Store>(store: Arc<S>) 
     assert!(matches!(result, Err(PayError::LackOfPoints)), "{result:?}");
     assert_eq!(balance(&store, &alice).await, 100);
     assert_eq!(available(&store, tea).await, 4);
-    assert_eq!(
-        pending_id(&store, &alice, t0() + secs(1)).await.as_deref(),
-        Some("o1")
-    );
+    assert_eq!(pending_id(&store, &alice, t0() + secs(1)).await.as_deref(), Some("o1"));
     assert_eq!(sold(&store, tea).await, 0);
     assert_eq!(queued_events(&store).await, 0);
 
-    store
-        .commit_payment(plan(&order, t0() + secs(2)))
-        .await
-        .expect("an exact balance pays");
+    store.commit_payment(plan(&order, t0() + secs(2))).await.expect("an exact balance pays");
     assert_eq!(balance(&store, &alice).await, 0);
 }
 
@@ -438,16 +252,10 @@ pub async fn pay_of_a_replaced_form_fails<S: Store>(store: Arc<S>) {
     let tea = product_with(&store, 100, 5).await;
     let first = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
     store.place(first.clone()).await.expect("first order");
-    store
-        .place(form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL))
-        .await
-        .expect("second order");
+    store.place(form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL)).await.expect("second order");
 
     let result = store.commit_payment(plan(&first, t0() + secs(1))).await;
-    assert!(
-        matches!(result, Err(PayError::NoPendingOrder)),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(PayError::NoPendingOrder)), "{result:?}");
     assert_eq!(balance(&store, &alice).await, 1_000);
     assert_eq!(available(&store, tea).await, 4);
 }
@@ -456,53 +264,21 @@ pub async fn expiry_is_due_at_the_instant_and_releases_once<S: Store>(store: Arc
     let alice = user_with(&store, "alice", 1_000).await;
     let bob = user_with(&store, "bob", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
-    store
-        .place(form(&alice, "a1", &[(tea, 2, 100)], t0(), secs(60)))
-        .await
-        .expect("order");
-    store
-        .place(form(&bob, "b1", &[(tea, 1, 100)], t0(), secs(61)))
-        .await
-        .expect("order");
+    store.place(form(&alice, "a1", &[(tea, 2, 100)], t0(), secs(60))).await.expect("order");
+    store.place(form(&bob, "b1", &[(tea, 1, 100)], t0(), secs(61))).await.expect("order");
     assert_eq!(available(&store, tea).await, 2);
 
-    assert_eq!(
-        store.expire_due(t0() + secs(59), 100).await.expect("sweep"),
-        0
-    );
-    assert_eq!(
-        pending_id(&store, &alice, t0() + secs(59)).await.as_deref(),
-        Some("a1")
-    );
-    assert_eq!(
-        pending_id(&store, &alice, t0() + secs(60)).await,
-        None,
-        "gone at the instant"
-    );
+    assert_eq!(store.expire_due(t0() + secs(59), 100).await.expect("sweep"), 0);
+    assert_eq!(pending_id(&store, &alice, t0() + secs(59)).await.as_deref(), Some("a1"));
+    assert_eq!(pending_id(&store, &alice, t0() + secs(60)).await, None, "gone at the instant");
 
-    assert_eq!(
-        store.expire_due(t0() + secs(60), 100).await.expect("sweep"),
-        1
-    );
+    assert_eq!(store.expire_due(t0() + secs(60), 100).await.expect("sweep"), 1);
     assert_eq!(available(&store, tea).await, 4);
-    assert_eq!(
-        store.expire_due(t0() + secs(60), 100).await.expect("sweep"),
-        0,
-        "released once"
-    );
+    assert_eq!(store.expire_due(t0() + secs(60), 100).await.expect("sweep"), 0, "released once");
     assert_eq!(available(&store, tea).await, 4);
-    assert_eq!(
-        pending_id(&store, &bob, t0() + secs(60)).await.as_deref(),
-        Some("b1")
-    );
+    assert_eq!(pending_id(&store, &bob, t0() + secs(60)).await.as_deref(), Some("b1"));
 
-    assert_eq!(
-        store
-            .expire_due(t0() + secs(3_600), 100)
-            .await
-            .expect("sweep"),
-        1
-    );
+    assert_eq!(store.expire_due(t0() + secs(3_600), 100).await.expect("sweep"), 1);
     assert_eq!(available(&store, tea).await, 5);
 }
 
@@ -516,19 +292,10 @@ pub async fn expired_form_cannot_be_paid_and_paid_form_cannot_expire<S: Store>(s
     let late = store.commit_payment(plan(&order, t0() + secs(60))).await;
     assert!(matches!(late, Err(PayError::NoPendingOrder)), "{late:?}");
     assert_eq!(balance(&store, &alice).await, 1_000);
-    assert_eq!(
-        store.expire_due(t0() + secs(60), 100).await.expect("sweep"),
-        1
-    );
+    assert_eq!(store.expire_due(t0() + secs(60), 100).await.expect("sweep"), 1);
     let after_sweep = store.commit_payment(plan(&order, t0() + secs(59))).await;
-    assert!(
-        matches!(after_sweep, Err(PayError::NoPendingOrder)),
-        "{after_sweep:?}"
-    );
-    assert_eq!(
-        (balance(&store, &alice).await, available(&store, tea).await),
-        (1_000, 5)
-    );
+    assert!(matches!(after_sweep, Err(PayError::NoPendingOrder)), "{after_sweep:?}");
+    assert_eq!((balance(&store, &alice).await, available(&store, tea).await), (1_000, 5));
     assert_eq!(sold(&store, tea).await, 0);
     assert_eq!(queued_events(&store).await, 0);
 }
@@ -556,218 +323,94 @@ pub async fn ranking_sums_paid_units_in_the_window_ties_by_id<S: Store>(store: A
     ];
     for (order, at) in &purchases {
         store.place(order.clone()).await.expect("order");
-        store
-            .commit_payment(plan(order, *at + secs(1)))
-            .await
-            .expect("payment");
+        store.commit_payment(plan(order, *at + secs(1))).await.expect("payment");
     }
     // Reserved but unpaid units do not count.
-    store
-        .place(form(&buyer, "unpaid", &[(d, 20, 1)], now, TTL))
-        .await
-        .expect("order");
+    store.place(form(&buyer, "unpaid", &[(d, 20, 1)], now, TTL)).await.expect("order");
 
     let since = now - TimeDelta::days(3);
     let ranked = store.top_sellers(since, 10).await.expect("ranking");
-    let summary: Vec<(ProductId, i64)> = ranked
-        .iter()
-        .map(|r: &RankedProduct| (r.product.id, r.sold))
-        .collect();
+    let summary: Vec<(ProductId, i64)> =
+        ranked.iter().map(|r: &RankedProduct| (r.product.id, r.sold)).collect();
     assert_eq!(
         summary,
         vec![(a, 5), (b, 5), (c, 5)],
         "ties by id; old sales and reservations excluded"
     );
-    assert_eq!(
-        ranked[0].product.available.get(),
-        95,
-        "products carry their current stock"
-    );
+    assert_eq!(ranked[0].product.available.get(), 95, "products carry their current stock");
     let top_two = store.top_sellers(since, 2).await.expect("ranking");
-    assert_eq!(
-        top_two.iter().map(|r| r.product.id).collect::<Vec<_>>(),
-        vec![a, b]
-    );
+    assert_eq!(top_two.iter().map(|r| r.product.id).collect::<Vec<_>>(), vec![a, b]);
 }
 
 pub async fn outbox_leases_retries_and_delivers_each_event<S: Store>(store: Arc<S>) {
     let tea = product_with(&store, 10, 10).await;
     let mut ids = Vec::new();
     for (i, name) in ["u1", "u2", "u3"].iter().enumerate() {
-        ids.push(
-            one_payment(&store, name, tea, secs(i as i64))
-                .await
-                .event
-                .event_id,
-        );
+        ids.push(one_payment(&store, name, tea, secs(i as i64)).await.event.event_id);
     }
     let claim_ids = |entries: Vec<OutboxEntry>| {
-        entries
-            .into_iter()
-            .map(|e| e.event.event_id)
-            .collect::<Vec<_>>()
+        entries.into_iter().map(|e| e.event.event_id).collect::<Vec<_>>()
     };
     let now = t0() + secs(10);
 
     // Oldest first, up to the limit; the claimed ones are leased until `now + 30 s`.
-    let first = store
-        .claim_due(now, now + secs(30), 2)
-        .await
-        .expect("claim");
-    assert_eq!(
-        first.iter().map(|e| e.attempts).collect::<Vec<_>>(),
-        vec![0, 0]
-    );
+    let first = store.claim_due(now, now + secs(30), 2).await.expect("claim");
+    assert_eq!(first.iter().map(|e| e.attempts).collect::<Vec<_>>(), vec![0, 0]);
     assert_eq!(claim_ids(first), ids[..2].to_vec());
-    let rest = store
-        .claim_due(now, now + secs(30), 10)
-        .await
-        .expect("claim");
-    assert_eq!(
-        claim_ids(rest),
-        ids[2..].to_vec(),
-        "leased events are not claimed twice"
-    );
-    assert!(store
-        .claim_due(now + secs(29), now + secs(60), 10)
-        .await
-        .expect("claim")
-        .is_empty());
+    let rest = store.claim_due(now, now + secs(30), 10).await.expect("claim");
+    assert_eq!(claim_ids(rest), ids[2..].to_vec(), "leased events are not claimed twice");
+    assert!(store.claim_due(now + secs(29), now + secs(60), 10).await.expect("claim").is_empty());
 
     // One delivered, one failed with a retry in 5 s, one whose relay vanished.
-    store
-        .mark_delivered(ids[0].clone(), now + secs(1))
-        .await
-        .expect("delivered");
-    store
-        .mark_failed(ids[1].clone(), now + secs(5), "HTTP 503".into())
-        .await
-        .expect("failed");
+    store.mark_delivered(ids[0].clone(), now + secs(1)).await.expect("delivered");
+    store.mark_failed(ids[1].clone(), now + secs(5), "HTTP 503".into()).await.expect("failed");
     let backlog = store.backlog().await.expect("backlog");
     assert_eq!((backlog.undelivered, backlog.failing), (2, 1));
     assert_eq!(backlog.oldest, Some(t0() + secs(1)));
     assert_eq!(backlog.last_error.as_deref(), Some("HTTP 503"));
 
-    let retried = store
-        .claim_due(now + secs(5), now + secs(35), 10)
-        .await
-        .expect("claim");
+    let retried = store.claim_due(now + secs(5), now + secs(35), 10).await.expect("claim");
     assert_eq!(
-        retried
-            .iter()
-            .map(|e| (e.event.event_id.clone(), e.attempts))
-            .collect::<Vec<_>>(),
+        retried.iter().map(|e| (e.event.event_id.clone(), e.attempts)).collect::<Vec<_>>(),
         vec![(ids[1].clone(), 1)]
     );
-    let orphaned = store
-        .claim_due(now + secs(30), now + secs(60), 10)
-        .await
-        .expect("claim");
+    let orphaned = store.claim_due(now + secs(30), now + secs(60), 10).await.expect("claim");
     assert_eq!(
         claim_ids(orphaned),
         ids[2..].to_vec(),
         "an expired lease makes the event due again"
     );
     let event = &retried[0].event;
-    let the_plan = plan(
-        &form(&uid("u2"), "order-u2", &[(tea, 1, 10)], t0() + secs(1), TTL),
-        t0() + secs(1),
-    );
-    assert_eq!(
-        event.payment, the_plan.payment,
-        "the event carries the whole payment"
-    );
+    let the_plan =
+        plan(&form(&uid("u2"), "order-u2", &[(tea, 1, 10)], t0() + secs(1), TTL), t0() + secs(1));
+    assert_eq!(event.payment, the_plan.payment, "the event carries the whole payment");
 
-    store
-        .mark_delivered(ids[1].clone(), now + secs(6))
-        .await
-        .expect("delivered");
-    store
-        .mark_delivered(ids[2].clone(), now + secs(31))
-        .await
-        .expect("delivered");
-    store
-        .mark_delivered(ids[2].clone(), now + secs(32))
-        .await
-        .expect("marking twice is harmless");
-    assert_eq!(
-        store.backlog().await.expect("backlog"),
-        OutboxBacklog::default()
-    );
+    store.mark_delivered(ids[1].clone(), now + secs(6)).await.expect("delivered");
+    store.mark_delivered(ids[2].clone(), now + secs(31)).await.expect("delivered");
+    store.mark_delivered(ids[2].clone(), now + secs(32)).await.expect("marking twice is harmless");
+    assert_eq!(store.backlog().await.expect("backlog"), OutboxBacklog::default());
     assert!(
-        store
-            .claim_due(now + secs(999), now + secs(9_999), 10)
-            .await
-            .expect("claim")
-            .is_empty(),
+        store.claim_due(now + secs(999), now + secs(9_999), 10).await.expect("claim").is_empty(),
         "delivered events are never claimed again"
     );
 }
 
 pub async fn delivered_events_are_purged_after_retention<S: Store>(store: Arc<S>) {
     let tea = product_with(&store, 10, 10).await;
-    let old = one_payment(&store, "old", tea, secs(0))
-        .await
-        .event
-        .event_id;
-    let recent = one_payment(&store, "recent", tea, secs(1))
-        .await
-        .event
-        .event_id;
-    let pending = one_payment(&store, "pending", tea, secs(2))
-        .await
-        .event
-        .event_id;
-    store
-        .claim_due(t0() + secs(5), t0() + secs(60), 10)
-        .await
-        .expect("claim");
-    store
-        .mark_delivered(old, t0() + secs(10))
-        .await
-        .expect("delivered");
-    store
-        .mark_delivered(recent, t0() + secs(100))
-        .await
-        .expect("delivered");
+    let old = one_payment(&store, "old", tea, secs(0)).await.event.event_id;
+    let recent = one_payment(&store, "recent", tea, secs(1)).await.event.event_id;
+    let pending = one_payment(&store, "pending", tea, secs(2)).await.event.event_id;
+    store.claim_due(t0() + secs(5), t0() + secs(60), 10).await.expect("claim");
+    store.mark_delivered(old, t0() + secs(10)).await.expect("delivered");
+    store.mark_delivered(recent, t0() + secs(100)).await.expect("delivered");
 
-    assert_eq!(
-        store
-            .purge_delivered(t0() + secs(50), 100)
-            .await
-            .expect("purge"),
-        1
-    );
-    assert_eq!(
-        store
-            .purge_delivered(t0() + secs(50), 100)
-            .await
-            .expect("purge"),
-        0
-    );
-    assert_eq!(
-        store
-            .purge_delivered(t0() + secs(1_000), 100)
-            .await
-            .expect("purge"),
-        1
-    );
+    assert_eq!(store.purge_delivered(t0() + secs(50), 100).await.expect("purge"), 1);
+    assert_eq!(store.purge_delivered(t0() + secs(50), 100).await.expect("purge"), 0);
+    assert_eq!(store.purge_delivered(t0() + secs(1_000), 100).await.expect("purge"), 1);
     let backlog = store.backlog().await.expect("backlog");
-    assert_eq!(
-        backlog.undelivered, 1,
-        "undelivered events are never purged"
-    );
-    let claimed = store
-        .claim_due(t0() + secs(61), t0() + secs(120), 10)
-        .await
-        .expect("claim");
-    assert_eq!(
-        claimed
-            .into_iter()
-            .map(|e| e.event.event_id)
-            .collect::<Vec<_>>(),
-        vec![pending]
-    );
+    assert_eq!(backlog.undelivered, 1, "undelivered events are never purged");
+    let claimed = store.claim_due(t0() + secs(61), t0() + secs(120), 10).await.expect("claim");
+    assert_eq!(claimed.into_iter().map(|e| e.event.event_id).collect::<Vec<_>>(), vec![pending]);
 }
 
 pub async fn concurrent_claims_never_share_an_event<S: Store>(store: Arc<S>) {
@@ -782,10 +425,7 @@ pub async fn concurrent_claims_never_share_an_event<S: Store>(store: Arc<S>) {
         relays.spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let claimed = store
-                    .claim_due(now, now + secs(60), 3)
-                    .await
-                    .expect("claim");
+                let claimed = store.claim_due(now, now + secs(60), 3).await.expect("claim");
                 if claimed.is_empty() {
                     return mine;
                 }
@@ -798,11 +438,7 @@ pub async fn concurrent_claims_never_share_an_event<S: Store>(store: Arc<S>) {
         all.extend(claimed.expect("task"));
     }
     let distinct: std::collections::HashSet<_> = all.iter().cloned().collect();
-    assert_eq!(
-        (all.len(), distinct.len()),
-        (40, 40),
-        "every event claimed by exactly one relay"
-    );
+    assert_eq!((all.len(), distinct.len()), (40, 40), "every event claimed by exactly one relay");
 }
 
 pub async fn health_reports_a_reachable_store<S: Store>(store: Arc<S>) {
@@ -819,9 +455,7 @@ pub async fn concurrent_orders_never_oversell<S: Store>(store: Arc<S>) {
     for (i, user) in users.into_iter().enumerate() {
         let store = store.clone();
         tasks.spawn(async move {
-            store
-                .place(form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), TTL))
-                .await
+            store.place(form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), TTL)).await
         });
     }
     let (mut accepted, mut short) = (0, 0);
@@ -834,15 +468,8 @@ pub async fn concurrent_orders_never_oversell<S: Store>(store: Arc<S>) {
     }
     assert_eq!((accepted, short), (50, 150));
     assert_eq!(available(&store, tea).await, 0);
-    assert_eq!(
-        store.expire_due(t0() + TTL, 1_000).await.expect("sweep"),
-        50
-    );
-    assert_eq!(
-        available(&store, tea).await,
-        50,
-        "every reservation comes back exactly once"
-    );
+    assert_eq!(store.expire_due(t0() + TTL, 1_000).await.expect("sweep"), 50);
+    assert_eq!(available(&store, tea).await, 50, "every reservation comes back exactly once");
 }
 
 pub async fn two_sweepers_release_each_form_once<S: Store>(store: Arc<S>) {
@@ -850,13 +477,7 @@ pub async fn two_sweepers_release_each_form_once<S: Store>(store: Arc<S>) {
     let mut users = Vec::new();
     for i in 0..60 {
         let user = user_with(&store, &format!("buyer{i}"), 100).await;
-        let order = form(
-            &user,
-            &format!("o{i}"),
-            &[(tea, 1, 10)],
-            t0(),
-            secs(i % 7 + 1),
-        );
+        let order = form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), secs(i % 7 + 1));
         store.place(order).await.expect("order");
         users.push(user);
     }
@@ -879,11 +500,7 @@ pub async fn two_sweepers_release_each_form_once<S: Store>(store: Arc<S>) {
         total += expired.expect("task");
     }
     assert_eq!(total, 60, "each form expired by exactly one sweeper");
-    assert_eq!(
-        available(&store, tea).await,
-        100,
-        "each reservation released exactly once"
-    );
+    assert_eq!(available(&store, tea).await, 100, "each reservation released exactly once");
     for user in &users {
         assert_eq!(pending_id(&store, user, t0()).await, None);
     }
@@ -936,31 +553,16 @@ pub async fn concurrent_orders_by_one_user_leave_one_form<S: Store>(store: Arc<S
     for i in 1..=40 {
         let (store, alice) = (store.clone(), alice.clone());
         tasks.spawn(async move {
-            store
-                .place(form(&alice, &format!("o{i}"), &[(tea, i, 10)], t0(), TTL))
-                .await
+            store.place(form(&alice, &format!("o{i}"), &[(tea, i, 10)], t0(), TTL)).await
         });
     }
     while let Some(result) = tasks.join_next().await {
-        result
-            .expect("task")
-            .expect("every replacement fits in the stock");
+        result.expect("task").expect("every replacement fits in the stock");
     }
-    let pending = store
-        .pending(alice.clone(), t0())
-        .await
-        .expect("read")
-        .expect("one pending form");
+    let pending =
+        store.pending(alice.clone(), t0()).await.expect("read").expect("one pending form");
     let held = pending.lines[0].count.get();
-    assert_eq!(
-        available(&store, tea).await,
-        100 - held,
-        "only the surviving form holds stock"
-    );
-    assert_eq!(
-        store.expire_due(t0() + TTL, 1_000).await.expect("sweep"),
-        1,
-        "exactly one form"
-    );
+    assert_eq!(available(&store, tea).await, 100 - held, "only the surviving form holds stock");
+    assert_eq!(store.expire_due(t0() + TTL, 1_000).await.expect("sweep"), 1, "exactly one form");
     assert_eq!(available(&store, tea).await, 100, "no leaked reservation");
 }

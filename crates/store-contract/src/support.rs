@@ -58,10 +58,7 @@ pub async fn user_with<S: Store>(store: &Arc<S>, name: &str, balance: i64) -> Us
     let id = uid(name);
     store.register(id.clone()).await.expect("register");
     if balance > 0 {
-        store
-            .charge(id.clone(), points(balance))
-            .await
-            .expect("charge");
+        store.charge(id.clone(), points(balance)).await.expect("charge");
     }
     id
 }
@@ -123,22 +120,11 @@ pub fn plan(order: &Order, paid_at: DateTime<Utc>) -> PaymentPlan {
 }
 
 pub async fn available<S: Store>(store: &Arc<S>, id: ProductId) -> i64 {
-    store
-        .product(id)
-        .await
-        .expect("read product")
-        .expect("product exists")
-        .available
-        .get()
+    store.product(id).await.expect("read product").expect("product exists").available.get()
 }
 
 pub async fn balance<S: Store>(store: &Arc<S>, user: &UserId) -> i64 {
-    store
-        .balance(user.clone())
-        .await
-        .expect("read balance")
-        .expect("user exists")
-        .get()
+    store.balance(user.clone()).await.expect("read balance").expect("user exists").get()
 }
 
 pub async fn pending_id<S: Store>(
@@ -146,10 +132,7 @@ pub async fn pending_id<S: Store>(
     user: &UserId,
     now: DateTime<Utc>,
 ) -> Option<String> {
-    let order = store
-        .pending(user.clone(), now)
-        .await
-        .expect("read pending form");
+    let order = store.pending(user.clone(), now).await.expect("read pending form");
     order.map(|o| o.id.to_string())
 }
 
@@ -166,27 +149,16 @@ pub async fn one_payment<S: Store>(
 ) -> PaymentPlan {
     let user = user_with(store, name, 100).await;
     let at = t0() + offset;
-    let order = form(
-        &user,
-        &format!("order-{name}"),
-        &[(product, 1, 10)],
-        at,
-        TimeDelta::seconds(600),
-    );
+    let order =
+        form(&user, &format!("order-{name}"), &[(product, 1, 10)], at, TimeDelta::seconds(600));
     store.place(order.clone()).await.expect("order");
     let the_plan = plan(&order, at);
-    store
-        .commit_payment(the_plan.clone())
-        .await
-        .expect("payment");
+    store.commit_payment(the_plan.clone()).await.expect("payment");
     the_plan
 }
 
 pub async fn sold<S: Store>(store: &Arc<S>, id: ProductId) -> i64 {
     let since = t0() - TimeDelta::days(30);
     let ranked = store.top_sellers(since, 1_000).await.expect("read ranking");
-    ranked
-        .iter()
-        .find(|r| r.product.id == id)
-        .map_or(0, |r| r.sold)
+    ranked.iter().find(|r| r.product.id == id).map_or(0, |r| r.sold)
 }

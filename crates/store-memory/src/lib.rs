@@ -73,12 +73,7 @@ struct ProductRow {
 
 impl ProductRow {
     fn to_product(&self, id: ProductId) -> Product {
-        Product {
-            id,
-            name: self.name.clone(),
-            price: self.price,
-            available: self.available,
-        }
+        Product { id, name: self.name.clone(), price: self.price, available: self.available }
     }
 }
 
@@ -115,20 +110,13 @@ impl State {
     }
 
     fn row_mut(&mut self, id: ProductId) -> anyhow::Result<&mut ProductRow> {
-        self.products
-            .get_mut(&id)
-            .ok_or_else(|| anyhow!("product {id} vanished"))
+        self.products.get_mut(&id).ok_or_else(|| anyhow!("product {id} vanished"))
     }
 
     /// Units of `product` the user's pending form would give back if it were replaced.
     fn held_by(&self, user: &UserId, product: ProductId) -> i64 {
         self.pending.get(user).map_or(0, |order| {
-            order
-                .lines
-                .iter()
-                .filter(|l| l.product_id == product)
-                .map(|l| l.count.get())
-                .sum()
+            order.lines.iter().filter(|l| l.product_id == product).map(|l| l.count.get()).sum()
         })
     }
 }
@@ -141,10 +129,7 @@ impl UserRepository for MemoryStore {
             return Err(RegisterError::AlreadyRegistered(id));
         }
         state.users.insert(id.clone(), Points::ZERO);
-        Ok(User {
-            id,
-            balance: Points::ZERO,
-        })
+        Ok(User { id, balance: Points::ZERO })
     }
 
     async fn charge(&self, id: UserId, amount: Points) -> Result<Points, ChargeError> {
@@ -182,24 +167,15 @@ impl ProductRepository for MemoryStore {
         let state = self.lock();
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         let take = usize::try_from(limit).unwrap_or(usize::MAX);
-        let products = state
-            .products
-            .iter()
-            .skip(skip)
-            .take(take)
-            .map(|(id, row)| row.to_product(*id));
-        Ok(CatalogPage {
-            products: products.collect(),
-            total: state.products.len() as u64,
-        })
+        let products =
+            state.products.iter().skip(skip).take(take).map(|(id, row)| row.to_product(*id));
+        Ok(CatalogPage { products: products.collect(), total: state.products.len() as u64 })
     }
 
     async fn add(&self, product: NewProduct) -> Result<Product, AddProductError> {
         let mut state = self.lock();
-        let next = state
-            .last_product_id
-            .checked_add(1)
-            .ok_or_else(|| anyhow!("no product ids left"))?;
+        let next =
+            state.last_product_id.checked_add(1).ok_or_else(|| anyhow!("no product ids left"))?;
         let id = ProductId::new(next).map_err(anyhow::Error::from)?;
         let row = ProductRow {
             name: product.name,
@@ -277,12 +253,7 @@ impl OrderRepository for MemoryStore {
     }
 
     async fn pending(&self, user: UserId, now: DateTime<Utc>) -> anyhow::Result<Option<Order>> {
-        Ok(self
-            .lock()
-            .pending
-            .get(&user)
-            .filter(|order| order.is_payable_at(now))
-            .cloned())
+        Ok(self.lock().pending.get(&user).filter(|order| order.is_payable_at(now)).cloned())
     }
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<usize> {
@@ -327,12 +298,7 @@ impl PaymentRepository for MemoryStore {
         let bucket = sales_hour(payment.paid_at);
         for line in &lines {
             state.row_mut(line.product_id)?.reserved -= line.count.get();
-            let sold = state
-                .sales
-                .entry(bucket)
-                .or_default()
-                .entry(line.product_id)
-                .or_insert(0);
+            let sold = state.sales.entry(bucket).or_default().entry(line.product_id).or_insert(0);
             *sold = sold.saturating_add(line.count.get());
         }
         state.payments += 1;
@@ -342,13 +308,7 @@ impl PaymentRepository for MemoryStore {
         let due_at = plan.event.occurred_at;
         state.outbox.insert(
             seq,
-            QueuedEvent {
-                seq,
-                event: plan.event,
-                attempts: 0,
-                due_at,
-                last_error: None,
-            },
+            QueuedEvent { seq, event: plan.event, attempts: 0, due_at, last_error: None },
         );
         Ok(PaymentReceipt { payment, balance })
     }
@@ -374,10 +334,10 @@ impl SalesRanking for MemoryStore {
         Ok(ranked
             .into_iter()
             .filter_map(|(id, sold)| {
-                state.products.get(&id).map(|row| RankedProduct {
-                    product: row.to_product(id),
-                    sold,
-                })
+                state
+                    .products
+                    .get(&id)
+                    .map(|row| RankedProduct { product: row.to_product(id), sold })
             })
             .take(size)
             .collect())
@@ -393,21 +353,15 @@ impl Outbox for MemoryStore {
         limit: usize,
     ) -> anyhow::Result<Vec<OutboxEntry>> {
         let mut state = self.lock();
-        let mut due: Vec<&mut QueuedEvent> = state
-            .outbox
-            .values_mut()
-            .filter(|queued| queued.due_at <= now)
-            .collect();
+        let mut due: Vec<&mut QueuedEvent> =
+            state.outbox.values_mut().filter(|queued| queued.due_at <= now).collect();
         due.sort_by_key(|queued| (queued.due_at, queued.seq));
         Ok(due
             .into_iter()
             .take(limit)
             .map(|queued| {
                 queued.due_at = lease_until;
-                OutboxEntry {
-                    event: queued.event.clone(),
-                    attempts: queued.attempts,
-                }
+                OutboxEntry { event: queued.event.clone(), attempts: queued.attempts }
             })
             .collect())
     }

@@ -26,16 +26,11 @@ impl UserRepository for MysqlStore {
             })
             .await?;
         match inserted {
-            Ok(_) => Ok(User {
-                id,
-                balance: Points::ZERO,
-            }),
+            Ok(_) => Ok(User { id, balance: Points::ZERO }),
             Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
                 Err(RegisterError::AlreadyRegistered(id))
             }
-            Err(error) => Err(anyhow::Error::new(error)
-                .context("registering a user")
-                .into()),
+            Err(error) => Err(anyhow::Error::new(error).context("registering a user").into()),
         }
     }
 
@@ -45,17 +40,12 @@ impl UserRepository for MysqlStore {
                 let key = id.as_str();
                 // One atomic increment, guarded so the sum never passes i64::MAX.
                 let updated = diesel::update(
-                    users::table
-                        .find(key)
-                        .filter(users::balance.le(i64::MAX - amount.get())),
+                    users::table.find(key).filter(users::balance.le(i64::MAX - amount.get())),
                 )
                 .set(users::balance.eq(users::balance + amount.get()))
                 .execute(c)?;
-                let balance: Option<i64> = users::table
-                    .find(key)
-                    .select(users::balance)
-                    .first(c)
-                    .optional()?;
+                let balance: Option<i64> =
+                    users::table.find(key).select(users::balance).first(c).optional()?;
                 match (updated, balance) {
                     (1, Some(balance)) => Ok(Points::new(balance)
                         .map_err(anyhow::Error::from)
@@ -73,17 +63,10 @@ impl UserRepository for MysqlStore {
     async fn balance(&self, id: UserId) -> anyhow::Result<Option<Points>> {
         let balance: Option<i64> = self
             .blocking(move |c| {
-                users::table
-                    .find(id.as_str())
-                    .select(users::balance)
-                    .first(c)
-                    .optional()
+                users::table.find(id.as_str()).select(users::balance).first(c).optional()
             })
             .await??;
-        balance
-            .map(Points::new)
-            .transpose()
-            .map_err(|e| anyhow!("corrupt balance: {e}"))
+        balance.map(Points::new).transpose().map_err(|e| anyhow!("corrupt balance: {e}"))
     }
 }
 
@@ -92,11 +75,7 @@ impl ProductRepository for MysqlStore {
     async fn product(&self, id: ProductId) -> anyhow::Result<Option<Product>> {
         let row: Option<ProductRow> = self
             .blocking(move |c| {
-                products::table
-                    .find(id.get())
-                    .select(ProductRow::as_select())
-                    .first(c)
-                    .optional()
+                products::table.find(id.get()).select(ProductRow::as_select()).first(c).optional()
             })
             .await??;
         row.map(ProductRow::into_product).transpose()
@@ -160,10 +139,7 @@ impl ProductRepository for MysqlStore {
                     >("LAST_INSERT_ID()"))
                     .get_result(c)?;
                     let id = i64::try_from(id).map_err(|_| DieselError::NotFound)?;
-                    products::table
-                        .find(id)
-                        .select(ProductRow::as_select())
-                        .first(c)
+                    products::table.find(id).select(ProductRow::as_select()).first(c)
                 })
             })
             .await?
@@ -205,10 +181,7 @@ impl ProductRepository for MysqlStore {
                             products::available.eq(available),
                         ))
                         .execute(c)?;
-                    Ok(products::table
-                        .find(id.get())
-                        .select(ProductRow::as_select())
-                        .first(c)?)
+                    Ok(products::table.find(id.get()).select(ProductRow::as_select()).first(c)?)
                 })
                 .map_err(TxError::into_error)
             })

@@ -41,6 +41,8 @@ pub struct PoolOptions {
     pub size: u32,
     /// How long a request waits for a free connection before it answers 503, code 7.
     pub checkout_timeout: Duration,
+    /// How long one statement may run before MariaDB stops it (`max_statement_time`).
+    pub statement_timeout: Duration,
 }
 
 impl Default for PoolOptions {
@@ -48,6 +50,7 @@ impl Default for PoolOptions {
         Self {
             size: 10,
             checkout_timeout: Duration::from_millis(2_000),
+            statement_timeout: Duration::from_millis(5_000),
         }
     }
 }
@@ -69,16 +72,27 @@ impl fmt::Debug for MysqlStore {
 }
 
 /// Every pooled connection runs in READ COMMITTED (no gap locks on the guarded updates), in
-/// UTC, and gives up on a row lock after 10 s (the transaction is then retried).
+/// UTC, gives up on a row lock after 10 s (the transaction is then retried), and has each
+/// statement stopped after the statement timeout.
 #[derive(Debug, Clone, Copy)]
-struct SessionSetup;
+struct SessionSetup {
+    statement_timeout: Duration,
+}
 
 impl CustomizeConnection<Conn, diesel::r2d2::Error> for SessionSetup {
     fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
         conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
             .and_then(|()| conn.batch_execute("SET SESSION time_zone = '+00:00'"))
             .and_then(|()| conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 10"))
-            .map_err(diesel::r2d2::Error::QueryError)
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        // MariaDB's name; MySQL has none for writes, so a refusal here is not fatal.
+        let seconds = self.statement_timeout.as_secs_f64();
+        if let Err(error) =
+            conn.batch_execute(&format!("SET SESSION max_statement_time = {seconds:.3}"))
+        {
+            tracing::debug!(%error, "this server has no max_statement_time");
+        }
+        Ok(())
     }
 }
 
@@ -99,7 +113,9 @@ impl MysqlStore {
             .max_size(size)
             .min_idle(Some(2))
             .connection_timeout(options.checkout_timeout)
-            .connection_customizer(Box::new(SessionSetup))
+            .connection_customizer(Box::new(SessionSetup {
+                statement_timeout: options.statement_timeout,
+            }))
             .build(manager)
             .context("opening the database connection pool")?;
         Ok(Self { pool })
@@ -115,9 +131,8 @@ impl MysqlStore {
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn: PooledConnection<_> = pool
-                .get()
-                .map_err(|e| anyhow!("no database connection available: {e}"))?;
+            let mut conn: PooledConnection<_> =
+                pool.get().map_err(|e| anyhow!("no database connection available: {e}"))?;
             Ok(work(&mut conn))
         })
         .await
@@ -204,20 +219,14 @@ mod tests {
             split_database("mysql://root@127.0.0.1:3306/mall"),
             Some(("mysql://root@127.0.0.1:3306", "mall"))
         );
-        assert_eq!(
-            split_database("mysql://u:p@h/db_1?ssl=false"),
-            Some(("mysql://u:p@h", "db_1"))
-        );
+        assert_eq!(split_database("mysql://u:p@h/db_1?ssl=false"), Some(("mysql://u:p@h", "db_1")));
         assert_eq!(split_database("mysql://root@127.0.0.1:3306/"), None);
         assert_eq!(split_database("mysql://h/bad`name"), None);
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact("mysql://u:secret@h:3306/db"),
-            "mysql://u:***@h:3306/db"
-        );
+        assert_eq!(redact("mysql://u:secret@h:3306/db"), "mysql://u:***@h:3306/db");
         assert_eq!(redact("mysql://root@h/db"), "mysql://root@h/db");
     }
 }

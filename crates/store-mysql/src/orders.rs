@@ -23,12 +23,7 @@ use crate::{Conn, MysqlStore};
 
 /// The user's balance, locked for the rest of the transaction; `None` for an unknown user.
 fn lock_user(c: &mut Conn, user: &UserId) -> QueryResult<Option<i64>> {
-    users::table
-        .find(user.as_str())
-        .select(users::balance)
-        .for_update()
-        .first(c)
-        .optional()
+    users::table.find(user.as_str()).select(users::balance).for_update().first(c).optional()
 }
 
 /// The user's pending form (id, expiry), locked.
@@ -79,10 +74,8 @@ fn place(c: &mut Conn, order: &Order) -> Result<(), TxError<PlaceOrderError>> {
         return reject(PlaceOrderError::UnknownUser(user.clone()));
     };
     let wanted: Vec<i64> = order.lines.iter().map(|l| l.product_id.get()).collect();
-    let known: Vec<i64> = products::table
-        .filter(products::id.eq_any(&wanted))
-        .select(products::id)
-        .load(c)?;
+    let known: Vec<i64> =
+        products::table.filter(products::id.eq_any(&wanted)).select(products::id).load(c)?;
     if let Some(&missing) = wanted.iter().find(|id| !known.contains(id)) {
         let missing = ProductId::new(missing).map_err(|e| TxError::Rejected(anyhow!(e).into()))?;
         return reject(PlaceOrderError::UnknownProduct(missing));
@@ -104,16 +97,13 @@ fn place(c: &mut Conn, order: &Order) -> Result<(), TxError<PlaceOrderError>> {
     // Stock first (ascending ids, so the first short product is named), then points.
     for (&product, &units) in &delta {
         if units > 0 {
-            let reserved = diesel::update(
-                products::table
-                    .find(product)
-                    .filter(products::available.ge(units)),
-            )
-            .set((
-                products::available.eq(products::available - units),
-                products::reserved.eq(products::reserved + units),
-            ))
-            .execute(c)?;
+            let reserved =
+                diesel::update(products::table.find(product).filter(products::available.ge(units)))
+                    .set((
+                        products::available.eq(products::available - units),
+                        products::reserved.eq(products::reserved + units),
+                    ))
+                    .execute(c)?;
             if reserved == 0 {
                 let product =
                     ProductId::new(product).map_err(|e| TxError::Rejected(anyhow!(e).into()))?;
@@ -128,24 +118,16 @@ fn place(c: &mut Conn, order: &Order) -> Result<(), TxError<PlaceOrderError>> {
     }
 
     if let Some((old_id, _)) = &old {
-        diesel::update(
-            order_forms::table
-                .find(old_id)
-                .filter(order_forms::status.eq(PENDING)),
-        )
-        .set((
-            order_forms::status.eq(REPLACED),
-            order_forms::pending_user.eq(None::<String>),
-            order_forms::closed_at.eq(Some(to_db(order.created_at))),
-        ))
-        .execute(c)?;
+        diesel::update(order_forms::table.find(old_id).filter(order_forms::status.eq(PENDING)))
+            .set((
+                order_forms::status.eq(REPLACED),
+                order_forms::pending_user.eq(None::<String>),
+                order_forms::closed_at.eq(Some(to_db(order.created_at))),
+            ))
+            .execute(c)?;
     }
-    diesel::insert_into(order_forms::table)
-        .values(NewForm::pending(order))
-        .execute(c)?;
-    diesel::insert_into(order_lines::table)
-        .values(LineRow::of(order))
-        .execute(c)?;
+    diesel::insert_into(order_forms::table).values(NewForm::pending(order)).execute(c)?;
+    diesel::insert_into(order_lines::table).values(LineRow::of(order)).execute(c)?;
     Ok(())
 }
 
@@ -196,20 +178,15 @@ fn commit_payment(c: &mut Conn, plan: &PaymentPlan) -> Result<Points, TxError<Pa
     if balance < amount {
         return reject(PayError::LackOfPoints);
     }
-    let debited = diesel::update(
-        users::table
-            .find(user.as_str())
-            .filter(users::balance.ge(amount)),
-    )
-    .set(users::balance.eq(users::balance - amount))
-    .execute(c)?;
+    let debited =
+        diesel::update(users::table.find(user.as_str()).filter(users::balance.ge(amount)))
+            .set(users::balance.eq(users::balance - amount))
+            .execute(c)?;
     if debited != 1 {
         return reject(PayError::LackOfPoints);
     }
     let settled = diesel::update(
-        order_forms::table
-            .find(payment.order_id.as_str())
-            .filter(order_forms::status.eq(PENDING)),
+        order_forms::table.find(payment.order_id.as_str()).filter(order_forms::status.eq(PENDING)),
     )
     .set((
         order_forms::status.eq(PAID),
@@ -224,13 +201,10 @@ fn commit_payment(c: &mut Conn, plan: &PaymentPlan) -> Result<Points, TxError<Pa
     let hour = to_db(sales_hour(payment.paid_at));
     let lines = lines_of(c, &[payment.order_id.to_string()])?;
     for (product, units) in units_per_product(&lines) {
-        let sold = diesel::update(
-            products::table
-                .find(product)
-                .filter(products::reserved.ge(units)),
-        )
-        .set(products::reserved.eq(products::reserved - units))
-        .execute(c)?;
+        let sold =
+            diesel::update(products::table.find(product).filter(products::reserved.ge(units)))
+                .set(products::reserved.eq(products::reserved - units))
+                .execute(c)?;
         if sold != 1 {
             return Err(TxError::Rejected(
                 anyhow!(
@@ -297,9 +271,7 @@ impl OrderRepository for MysqlStore {
                 }
             })
             .await??;
-        found
-            .map(|(form, lines)| form.into_order(&lines))
-            .transpose()
+        found.map(|(form, lines)| form.into_order(&lines)).transpose()
     }
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<usize> {
@@ -318,10 +290,7 @@ impl PaymentRepository for MysqlStore {
         self.blocking(move |c| {
             let balance =
                 transaction(c, |c| commit_payment(c, &plan)).map_err(TxError::into_error)?;
-            Ok(PaymentReceipt {
-                payment: plan.payment,
-                balance,
-            })
+            Ok(PaymentReceipt { payment: plan.payment, balance })
         })
         .await?
     }

@@ -41,10 +41,7 @@ fn claim(
     let due: Vec<i64> = outbox_events::table
         .filter(outbox_events::delivered_at.is_null())
         .filter(outbox_events::next_attempt_at.le(now))
-        .order((
-            outbox_events::next_attempt_at.asc(),
-            outbox_events::seq.asc(),
-        ))
+        .order((outbox_events::next_attempt_at.asc(), outbox_events::seq.asc()))
         .select(outbox_events::seq)
         .limit(limit)
         .for_update()
@@ -83,18 +80,13 @@ fn claim(
 fn to_entries(queued: &[QueuedRow], lines: &[LineRow]) -> anyhow::Result<Vec<OutboxEntry>> {
     let mut lines_by_order: HashMap<&str, Vec<&LineRow>> = HashMap::new();
     for line in lines {
-        lines_by_order
-            .entry(line.order_id.as_str())
-            .or_default()
-            .push(line);
+        lines_by_order.entry(line.order_id.as_str()).or_default().push(line);
     }
     queued
         .iter()
         .map(|q| {
-            let lines = lines_by_order
-                .get(q.order_id.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or_default();
+            let lines =
+                lines_by_order.get(q.order_id.as_str()).map(Vec::as_slice).unwrap_or_default();
             Ok(OutboxEntry {
                 event: PaymentCompleted {
                     event_id: EventId::new(q.event_id.clone()),
@@ -105,10 +97,7 @@ fn to_entries(queued: &[QueuedRow], lines: &[LineRow]) -> anyhow::Result<Vec<Out
                         user_id: UserId::parse(&q.user_id)?,
                         amount: Points::new(q.amount)?,
                         paid_at: from_db(q.paid_at),
-                        lines: lines
-                            .iter()
-                            .map(|l| l.to_line())
-                            .collect::<anyhow::Result<_>>()?,
+                        lines: lines.iter().map(|l| l.to_line()).collect::<anyhow::Result<_>>()?,
                     },
                 },
                 attempts: u32::try_from(q.attempts).unwrap_or(0),

@@ -44,12 +44,7 @@ impl SalesRanking for MysqlStore {
             })
             .await??;
         rows.into_iter()
-            .map(|row| {
-                Ok(RankedProduct {
-                    product: row.product.into_product()?,
-                    sold: row.sold,
-                })
-            })
+            .map(|row| Ok(RankedProduct { product: row.product.into_product()?, sold: row.sold }))
             .collect()
     }
 }
@@ -57,8 +52,7 @@ impl SalesRanking for MysqlStore {
 #[async_trait]
 impl HealthProbe for MysqlStore {
     async fn check(&self) -> anyhow::Result<()> {
-        self.blocking(|c| diesel::sql_query("SELECT 1").execute(c))
-            .await??;
+        self.blocking(|c| diesel::sql_query("SELECT 1").execute(c)).await??;
         Ok(())
     }
 }

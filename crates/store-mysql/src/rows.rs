@@ -132,10 +132,7 @@ impl FormRow {
         let context = || format!("corrupt order form {}", self.id);
         Ok(Order {
             user_id: UserId::parse(&self.user_id).with_context(context)?,
-            lines: lines
-                .iter()
-                .map(LineRow::to_line)
-                .collect::<anyhow::Result<_>>()?,
+            lines: lines.iter().map(LineRow::to_line).collect::<anyhow::Result<_>>()?,
             total: Points::new(self.total).with_context(context)?,
             created_at: from_db(self.created_at),
             expires_at: from_db(self.expires_at),

@@ -29,17 +29,14 @@ pub fn fresh_database_url() -> String {
              *** MALL_TEST_DATABASE_URL to a server where root may create databases.\n\n"
         )
     });
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let name = format!(
         "mall_test_{}_{}_{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed),
         nanos
     );
-    conn.batch_execute(&format!("CREATE DATABASE `{name}`"))
-        .expect("create a test database");
+    conn.batch_execute(&format!("CREATE DATABASE `{name}`")).expect("create a test database");
     format!("{server}/{name}")
 }
 

@@ -9,6 +9,7 @@ use store_mysql::PoolOptions;
 const POOL: PoolOptions = PoolOptions {
     size: 16,
     checkout_timeout: Duration::from_secs(10),
+    statement_timeout: Duration::from_secs(10),
 };
 
 store_contract::store_contract!(async { Arc::new(fresh_store(POOL).await) });

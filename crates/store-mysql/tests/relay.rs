@@ -39,13 +39,12 @@ impl EventPublisher for Recorder {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_relays_deliver_every_event_once_and_never_concurrently() {
-    let url = tokio::task::spawn_blocking(fresh_database_url)
-        .await
-        .expect("a database");
+    let url = tokio::task::spawn_blocking(fresh_database_url).await.expect("a database");
     let connect = |url: String| async move {
         let options = PoolOptions {
             size: 4,
             checkout_timeout: Duration::from_secs(10),
+            ..PoolOptions::default()
         };
         let store = tokio::task::spawn_blocking(move || MysqlStore::connect(&url, options));
         Arc::new(store.await.expect("task").expect("connect"))
@@ -58,10 +57,7 @@ async fn two_relays_deliver_every_event_once_and_never_concurrently() {
     }
     let recorder = Arc::new(Recorder::default());
     let clock = Arc::new(ManualClock::new(t0() + secs(120)));
-    let settings = RelaySettings {
-        batch: 7,
-        ..RelaySettings::default()
-    };
+    let settings = RelaySettings { batch: 7, ..RelaySettings::default() };
     let relays = [first.clone(), second]
         .map(|store| EventRelay::new(store, recorder.clone(), clock.clone(), settings));
     let mut tasks = tokio::task::JoinSet::new();
@@ -84,18 +80,9 @@ async fn two_relays_deliver_every_event_once_and_never_concurrently() {
 
     let delivered = recorder.delivered.lock().expect("lock").clone();
     assert_eq!(delivered.len(), 60, "every event delivered");
-    assert!(
-        delivered.values().all(|&times| times == 1),
-        "each exactly once: {delivered:?}"
-    );
-    assert!(
-        recorder.overlaps.lock().expect("lock").is_empty(),
-        "an event was sent twice at once"
-    );
+    assert!(delivered.values().all(|&times| times == 1), "each exactly once: {delivered:?}");
+    assert!(recorder.overlaps.lock().expect("lock").is_empty(), "an event was sent twice at once");
     assert_eq!(per_relay.iter().sum::<usize>(), 60);
-    assert!(
-        per_relay.iter().all(|&n| n > 0),
-        "both relays took part: {per_relay:?}"
-    );
+    assert!(per_relay.iter().all(|&n| n > 0), "both relays took part: {per_relay:?}");
     assert_eq!(first.backlog().await.expect("backlog").undelivered, 0);
 }

@@ -16,14 +16,7 @@ fn declared<Q: diesel::query_builder::QueryFragment<Mysql>>(query: Q) -> Vec<Str
     let select = sql.split(" FROM ").next().expect("a SELECT");
     select
         .split(", ")
-        .map(|column| {
-            column
-                .rsplit('.')
-                .next()
-                .expect("a column")
-                .trim_matches('`')
-                .to_owned()
-        })
+        .map(|column| column.rsplit('.').next().expect("a column").trim_matches('`').to_owned())
         .collect()
 }
 
@@ -40,30 +33,12 @@ fn schema_rs_matches_the_migrations() {
     let mut conn = MysqlConnection::establish(&url).expect("connect");
     let tables: Vec<(&str, Vec<String>)> = vec![
         ("users", declared(users::table.select(users::all_columns))),
-        (
-            "products",
-            declared(products::table.select(products::all_columns)),
-        ),
-        (
-            "order_forms",
-            declared(order_forms::table.select(order_forms::all_columns)),
-        ),
-        (
-            "order_lines",
-            declared(order_lines::table.select(order_lines::all_columns)),
-        ),
-        (
-            "payments",
-            declared(payments::table.select(payments::all_columns)),
-        ),
-        (
-            "sales_hourly",
-            declared(sales_hourly::table.select(sales_hourly::all_columns)),
-        ),
-        (
-            "outbox_events",
-            declared(outbox_events::table.select(outbox_events::all_columns)),
-        ),
+        ("products", declared(products::table.select(products::all_columns))),
+        ("order_forms", declared(order_forms::table.select(order_forms::all_columns))),
+        ("order_lines", declared(order_lines::table.select(order_lines::all_columns))),
+        ("payments", declared(payments::table.select(payments::all_columns))),
+        ("sales_hourly", declared(sales_hourly::table.select(sales_hourly::all_columns))),
+        ("outbox_events", declared(outbox_events::table.select(outbox_events::all_columns))),
     ];
     let migrated: Vec<String> = diesel::sql_query(
         "SELECT table_name AS name FROM information_schema.tables \
@@ -77,10 +52,7 @@ fn schema_rs_matches_the_migrations() {
     .collect();
     let mut known: Vec<String> = tables.iter().map(|(t, _)| (*t).to_owned()).collect();
     known.sort();
-    assert_eq!(
-        known, migrated,
-        "tables in schema.rs vs the migrated database"
-    );
+    assert_eq!(known, migrated, "tables in schema.rs vs the migrated database");
 
     for (table, columns) in tables {
         let actual: Vec<String> = diesel::sql_query(
@@ -93,10 +65,7 @@ fn schema_rs_matches_the_migrations() {
         .into_iter()
         .map(|c| c.name)
         .collect();
-        assert_eq!(
-            columns, actual,
-            "columns of {table}: schema.rs vs the migrated database"
-        );
+        assert_eq!(columns, actual, "columns of {table}: schema.rs vs the migrated database");
     }
 }
 

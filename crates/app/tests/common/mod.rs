@@ -89,13 +89,8 @@ async fn receive(
     body: web::Bytes,
     state: web::Data<PlatformState>,
 ) -> HttpResponse {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
+    let header =
+        |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let received = Received {
         idempotency_key: header("idempotency-key"),
         content_type: header("content-type"),
@@ -103,22 +98,14 @@ async fn receive(
         at: Instant::now(),
     };
     state.received.lock().expect("lock").push(received);
-    let status = state
-        .script
-        .lock()
-        .expect("lock")
-        .pop_front()
-        .unwrap_or(204);
+    let status = state.script.lock().expect("lock").pop_front().unwrap_or(204);
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status")).finish()
 }
 
 impl FakePlatform {
     /// Starts on a free port, answering `script` in order and then 204.
     pub fn start(script: &[u16]) -> Self {
-        Self::start_on(
-            TcpListener::bind("127.0.0.1:0").expect("a free port"),
-            script,
-        )
+        Self::start_on(TcpListener::bind("127.0.0.1:0").expect("a free port"), script)
     }
 
     /// Starts on a port chosen earlier with [`closed_port`].
@@ -138,9 +125,7 @@ impl FakePlatform {
         std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(async move {
                 let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .route("/events", web::post().to(receive))
+                    App::new().app_data(data.clone()).route("/events", web::post().to(receive))
                 })
                 .workers(1)
                 .disable_signals()
@@ -151,9 +136,7 @@ impl FakePlatform {
                 server.await.expect("the fake platform runs");
             });
         });
-        let handle = handle_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the platform starts");
+        let handle = handle_rx.recv_timeout(Duration::from_secs(10)).expect("the platform starts");
         Self { url, state, handle }
     }
 
@@ -227,13 +210,9 @@ impl Server {
                 }
             }
         });
-        let address = address_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("mall says where it listens");
-        Self {
-            child,
-            base: format!("http://{address}"),
-        }
+        let address =
+            address_rx.recv_timeout(Duration::from_secs(60)).expect("mall says where it listens");
+        Self { child, base: format!("http://{address}") }
     }
 
     pub fn kill_9(mut self) {
@@ -244,10 +223,7 @@ impl Server {
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let client = reqwest::blocking::Client::new();
         let mut request = client
-            .request(
-                method.parse().expect("method"),
-                format!("{}{path}", self.base),
-            )
+            .request(method.parse().expect("method"), format!("{}{path}", self.base))
             .bearer_auth(TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
@@ -265,10 +241,7 @@ impl Server {
 
     pub fn send(&self, method: &str, path: &str, body: Value) -> Value {
         let (status, answer) = self.call(method, path, Some(body));
-        assert!(
-            (200..300).contains(&status),
-            "{method} {path}: {status} {answer}"
-        );
+        assert!((200..300).contains(&status), "{method} {path}: {status} {answer}");
         answer
     }
 }

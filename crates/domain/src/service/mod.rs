@@ -53,11 +53,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            order_ttl: TimeDelta::seconds(600),
-            ranking_days: 3,
-            ranking_size: 5,
-        }
+        Self { order_ttl: TimeDelta::seconds(600), ranking_days: 3, ranking_size: 5 }
     }
 }
 
@@ -115,9 +111,7 @@ pub struct Mall {
 
 impl fmt::Debug for Mall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mall")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
+        f.debug_struct("Mall").field("settings", &self.settings).finish_non_exhaustive()
     }
 }
 
@@ -128,12 +122,7 @@ impl Mall {
         ids: Arc<dyn IdGenerator>,
         settings: Settings,
     ) -> Self {
-        Self {
-            stores,
-            clock,
-            ids,
-            settings,
-        }
+        Self { stores, clock, ids, settings }
     }
 
     pub fn settings(&self) -> Settings {
@@ -168,11 +157,7 @@ impl Mall {
     /// # Errors
     /// [`ProductLookupError::UnknownProduct`].
     pub async fn product(&self, id: ProductId) -> Result<Product, ProductLookupError> {
-        self.stores
-            .products
-            .product(id)
-            .await?
-            .ok_or(ProductLookupError::UnknownProduct(id))
+        self.stores.products.product(id).await?.ok_or(ProductLookupError::UnknownProduct(id))
     }
 
     /// One catalog page by id ascending; `limit` is capped at [`MAX_PAGE_SIZE`].
@@ -180,11 +165,7 @@ impl Mall {
     /// # Errors
     /// `Unexpected` when the store fails.
     pub async fn catalog(&self, offset: u64, limit: u64) -> Result<CatalogPage, CatalogError> {
-        Ok(self
-            .stores
-            .products
-            .page(offset, limit.min(MAX_PAGE_SIZE))
-            .await?)
+        Ok(self.stores.products.page(offset, limit.min(MAX_PAGE_SIZE)).await?)
     }
 
     /// # Errors
@@ -229,14 +210,9 @@ impl Mall {
         let lines = items
             .iter()
             .map(|(product_id, count)| {
-                let product = known
-                    .get(&product_id)
-                    .ok_or(PlaceOrderError::UnknownProduct(product_id))?;
-                Ok(OrderLine {
-                    product_id,
-                    count,
-                    price: product.price,
-                })
+                let product =
+                    known.get(&product_id).ok_or(PlaceOrderError::UnknownProduct(product_id))?;
+                Ok(OrderLine { product_id, count, price: product.price })
             })
             .collect::<Result<Vec<_>, PlaceOrderError>>()?;
         let total = order_total(&lines)?;
@@ -299,10 +275,7 @@ impl Mall {
             occurred_at: now,
             payment: payment.clone(),
         };
-        self.stores
-            .payments
-            .commit_payment(PaymentPlan { payment, event })
-            .await
+        self.stores.payments.commit_payment(PaymentPlan { payment, event }).await
     }
 
     /// The best sellers of the rolling window, best first.
@@ -311,11 +284,7 @@ impl Mall {
     /// `Unexpected` when the store fails.
     pub async fn ranking(&self) -> Result<Vec<RankedProduct>, RankingError> {
         let since = ranking_window_start(self.clock.now(), self.settings.ranking_days);
-        Ok(self
-            .stores
-            .ranking
-            .top_sellers(since, self.settings.ranking_size)
-            .await?)
+        Ok(self.stores.ranking.top_sellers(since, self.settings.ranking_size).await?)
     }
 
     /// Expires up to `limit` forms that are due now and returns how many.
@@ -333,17 +302,14 @@ impl Mall {
     pub async fn health(&self) -> anyhow::Result<HealthReport> {
         self.stores.health.check().await?;
         let outbox = self.stores.outbox.backlog().await?;
-        Ok(HealthReport {
-            outbox,
-            checked_at: self.clock.now(),
-        })
+        Ok(HealthReport { outbox, checked_at: self.clock.now() })
     }
 }
 
 fn order_total(lines: &[OrderLine]) -> Result<Points, PlaceOrderError> {
-    lines.iter().try_fold(Points::ZERO, |total, line| {
-        Ok(total.checked_add(line.price.times(line.count)?)?)
-    })
+    lines
+        .iter()
+        .try_fold(Points::ZERO, |total, line| Ok(total.checked_add(line.price.times(line.count)?)?))
 }
 
 #[cfg(test)]

@@ -54,16 +54,8 @@ fn pending_form(expires_at: DateTime<Utc>) -> Order {
         id: OrderId::new("order-1"),
         user_id: user("alice"),
         lines: vec![
-            OrderLine {
-                product_id: pid(1),
-                count: count(2),
-                price: Price::new(100).expect("p"),
-            },
-            OrderLine {
-                product_id: pid(2),
-                count: count(1),
-                price: Price::new(50).expect("p"),
-            },
+            OrderLine { product_id: pid(1), count: count(2), price: Price::new(100).expect("p") },
+            OrderLine { product_id: pid(2), count: count(1), price: Price::new(50).expect("p") },
         ],
         total: points(250),
         created_at: expires_at - TimeDelta::seconds(600),
@@ -87,9 +79,7 @@ struct Ports {
 
 impl Ports {
     fn known_user(mut self, balance: i64) -> Self {
-        self.users
-            .expect_balance()
-            .returning(move |_| Ok(Some(points(balance))));
+        self.users.expect_balance().returning(move |_| Ok(Some(points(balance))));
         self
     }
 
@@ -153,14 +143,8 @@ async fn charge_returns_the_new_balance_and_passes_errors_through() {
         .with(eq(user("rich")), eq(points(5)))
         .returning(|_, _| Err(ChargeError::Amount(AmountError::Overflow)));
     let mall = ports.mall();
-    assert_eq!(
-        mall.charge(user("alice"), points(5)).await.ok(),
-        Some(points(15))
-    );
-    assert!(matches!(
-        mall.charge(user("bob"), points(5)).await,
-        Err(ChargeError::UnknownUser(_))
-    ));
+    assert_eq!(mall.charge(user("alice"), points(5)).await.ok(), Some(points(15)));
+    assert!(matches!(mall.charge(user("bob"), points(5)).await, Err(ChargeError::UnknownUser(_))));
     assert!(matches!(
         mall.charge(user("rich"), points(5)).await,
         Err(ChargeError::Amount(AmountError::Overflow))
@@ -170,10 +154,7 @@ async fn charge_returns_the_new_balance_and_passes_errors_through() {
 #[tokio::test]
 async fn balance_of_an_unknown_user_is_an_error_not_zero() {
     let mall = Ports::default().unknown_user().mall();
-    assert!(matches!(
-        mall.balance(user("ghost")).await,
-        Err(BalanceError::UnknownUser(_))
-    ));
+    assert!(matches!(mall.balance(user("ghost")).await, Err(BalanceError::UnknownUser(_))));
     let mall = Ports::default().known_user(42).mall();
     assert_eq!(mall.balance(user("alice")).await.ok(), Some(points(42)));
 }
@@ -181,15 +162,9 @@ async fn balance_of_an_unknown_user_is_an_error_not_zero() {
 #[tokio::test]
 async fn store_failures_surface_as_unexpected() {
     let mut ports = Ports::default();
-    ports
-        .users
-        .expect_balance()
-        .returning(|_| Err(anyhow!("connection refused")));
+    ports.users.expect_balance().returning(|_| Err(anyhow!("connection refused")));
     let mall = ports.mall();
-    assert!(matches!(
-        mall.balance(user("alice")).await,
-        Err(BalanceError::Unexpected(_))
-    ));
+    assert!(matches!(mall.balance(user("alice")).await, Err(BalanceError::Unexpected(_))));
     assert!(matches!(
         mall.place_order(user("alice"), items(&[(1, 1)])).await,
         Err(PlaceOrderError::Unexpected(_))
@@ -199,11 +174,7 @@ async fn store_failures_surface_as_unexpected() {
 #[tokio::test]
 async fn product_lookup_reports_an_unknown_product() {
     let mut ports = Ports::default();
-    ports
-        .products
-        .expect_product()
-        .with(eq(pid(7)))
-        .returning(|_| Ok(None));
+    ports.products.expect_product().with(eq(pid(7))).returning(|_| Ok(None));
     let result = ports.mall().product(pid(7)).await;
     assert!(matches!(result, Err(ProductLookupError::UnknownProduct(id)) if id == pid(7)));
 }
@@ -215,12 +186,7 @@ async fn catalog_caps_the_page_size() {
         .products
         .expect_page()
         .with(eq(40), eq(MAX_PAGE_SIZE))
-        .returning(|_, _| {
-            Ok(CatalogPage {
-                products: vec![],
-                total: 3,
-            })
-        });
+        .returning(|_, _| Ok(CatalogPage { products: vec![], total: 3 }));
     let page = ports.mall().catalog(40, 5_000).await.expect("page");
     assert_eq!(page.total, 3);
 }
@@ -239,10 +205,7 @@ async fn edit_product_passes_unknown_product_and_overflow_through() {
         .with(eq(pid(2)), mockall::predicate::always())
         .returning(|_, _| Err(EditProductError::Amount(AmountError::Overflow)));
     let mall = ports.mall();
-    let restock = ProductEdit {
-        restock: Some(count(1)),
-        ..ProductEdit::default()
-    };
+    let restock = ProductEdit { restock: Some(count(1)), ..ProductEdit::default() };
     assert!(matches!(
         mall.edit_product(pid(1), restock.clone()).await,
         Err(EditProductError::UnknownProduct(_))
@@ -268,10 +231,7 @@ async fn place_order_rejects_an_unknown_product_without_reserving() {
         .expect_products()
         .with(eq(vec![pid(1), pid(9)]))
         .returning(|_| Ok(vec![product(1, 10, 5)]));
-    let result = ports
-        .mall()
-        .place_order(user("alice"), items(&[(9, 1), (1, 1)]))
-        .await;
+    let result = ports.mall().place_order(user("alice"), items(&[(9, 1), (1, 1)])).await;
     assert!(matches!(result, Err(PlaceOrderError::UnknownProduct(id)) if id == pid(9)));
 }
 
@@ -282,37 +242,19 @@ async fn place_order_rejects_a_total_that_overflows_without_reserving() {
         .products
         .expect_products()
         .returning(|_| Ok(vec![product(1, i64::MAX / 2, 5), product(2, 3, 5)]));
-    let result = ports
-        .mall()
-        .place_order(user("alice"), items(&[(1, 2), (2, 1)]))
-        .await;
-    assert!(matches!(
-        result,
-        Err(PlaceOrderError::Amount(AmountError::Overflow))
-    ));
+    let result = ports.mall().place_order(user("alice"), items(&[(1, 2), (2, 1)])).await;
+    assert!(matches!(result, Err(PlaceOrderError::Amount(AmountError::Overflow))));
 
     let mut ports = Ports::default().known_user(1_000);
-    ports
-        .products
-        .expect_products()
-        .returning(|_| Ok(vec![product(1, i64::MAX, 5)]));
-    let result = ports
-        .mall()
-        .place_order(user("alice"), items(&[(1, 2)]))
-        .await;
-    assert!(matches!(
-        result,
-        Err(PlaceOrderError::Amount(AmountError::Overflow))
-    ));
+    ports.products.expect_products().returning(|_| Ok(vec![product(1, i64::MAX, 5)]));
+    let result = ports.mall().place_order(user("alice"), items(&[(1, 2)])).await;
+    assert!(matches!(result, Err(PlaceOrderError::Amount(AmountError::Overflow))));
 }
 
 #[tokio::test]
 async fn place_order_prices_the_lines_and_sets_the_expiry() {
     let mut ports = Ports::default().known_user(1_000);
-    ports
-        .products
-        .expect_products()
-        .returning(|_| Ok(vec![product(1, 100, 5), product(2, 50, 5)]));
+    ports.products.expect_products().returning(|_| Ok(vec![product(1, 100, 5), product(2, 50, 5)]));
     ports.orders.expect_place().times(1).returning(Ok);
     let order = ports
         .mall()
@@ -325,36 +267,24 @@ async fn place_order_prices_the_lines_and_sets_the_expiry() {
     assert_eq!(order.status, OrderStatus::Pending);
     assert_eq!(order.created_at, t0());
     assert_eq!(order.expires_at, t0() + TimeDelta::seconds(600));
-    let lines: Vec<_> = order
-        .lines
-        .iter()
-        .map(|l| (l.product_id.get(), l.count.get(), l.price.get()))
-        .collect();
+    let lines: Vec<_> =
+        order.lines.iter().map(|l| (l.product_id.get(), l.count.get(), l.price.get())).collect();
     assert_eq!(lines, vec![(1, 2, 100), (2, 1, 50)]);
 }
 
 #[tokio::test]
 async fn place_order_passes_the_stores_stock_and_points_verdicts_through() {
-    for verdict in [
-        PlaceOrderError::LackOfStock(pid(1)),
-        PlaceOrderError::LackOfPoints,
-    ] {
+    for verdict in [PlaceOrderError::LackOfStock(pid(1)), PlaceOrderError::LackOfPoints] {
         let expected = verdict.to_string();
         let mut ports = Ports::default().known_user(0);
-        ports
-            .products
-            .expect_products()
-            .returning(|_| Ok(vec![product(1, 10, 0)]));
+        ports.products.expect_products().returning(|_| Ok(vec![product(1, 10, 0)]));
         let mut verdict = Some(verdict);
         ports
             .orders
             .expect_place()
             .times(1)
             .returning(move |_| Err(verdict.take().expect("called once")));
-        let result = ports
-            .mall()
-            .place_order(user("alice"), items(&[(1, 1)]))
-            .await;
+        let result = ports.mall().place_order(user("alice"), items(&[(1, 1)])).await;
         assert_eq!(result.map(|_| ()).map_err(|e| e.to_string()), Err(expected));
     }
 }
@@ -401,24 +331,15 @@ async fn pay_rejects_an_unknown_user() {
 async fn pay_without_a_pending_form_is_no_pending_order() {
     let mut ports = Ports::default().known_user(1_000);
     ports.orders.expect_pending().returning(|_, _| Ok(None));
-    let result = ports
-        .mall()
-        .pay(user("alice"), items(&[(1, 2), (2, 1)]))
-        .await;
+    let result = ports.mall().pay(user("alice"), items(&[(1, 2), (2, 1)])).await;
     assert!(matches!(result, Err(PayError::NoPendingOrder)));
 }
 
 #[tokio::test]
 async fn pay_at_the_expiry_instant_fails_without_touching_the_balance() {
     let mut ports = Ports::default().known_user(1_000);
-    ports
-        .orders
-        .expect_pending()
-        .returning(|_, now| Ok(Some(pending_form(now))));
-    let result = ports
-        .mall()
-        .pay(user("alice"), items(&[(1, 2), (2, 1)]))
-        .await;
+    ports.orders.expect_pending().returning(|_, now| Ok(Some(pending_form(now))));
+    let result = ports.mall().pay(user("alice"), items(&[(1, 2), (2, 1)])).await;
     assert!(matches!(result, Err(PayError::NoPendingOrder)));
 }
 
@@ -457,17 +378,8 @@ async fn pay_commits_one_plan_with_the_form_total_and_a_fresh_event_id() {
                 && plan.event.occurred_at == t0()
                 && plan.event.event_id.as_str() != p.id.as_str()
         })
-        .returning(|plan| {
-            Ok(PaymentReceipt {
-                payment: plan.payment,
-                balance: points(750),
-            })
-        });
-    let receipt = ports
-        .mall()
-        .pay(user("alice"), items(&[(2, 1), (1, 2)]))
-        .await
-        .expect("paid");
+        .returning(|plan| Ok(PaymentReceipt { payment: plan.payment, balance: points(750) }));
+    let receipt = ports.mall().pay(user("alice"), items(&[(2, 1), (1, 2)])).await.expect("paid");
     assert_eq!(receipt.balance, points(750));
     assert_eq!(receipt.payment.amount, points(250));
 }
@@ -486,10 +398,7 @@ async fn pay_passes_the_stores_verdict_through() {
             .payments
             .expect_commit_payment()
             .returning(move |_| Err(verdict.take().expect("called once")));
-        let result = ports
-            .mall()
-            .pay(user("alice"), items(&[(1, 2), (2, 1)]))
-            .await;
+        let result = ports.mall().pay(user("alice"), items(&[(1, 2), (2, 1)])).await;
         assert_eq!(result.map(|_| ()).map_err(|e| e.to_string()), Err(expected));
     }
 }
@@ -502,12 +411,7 @@ async fn ranking_asks_for_the_configured_window_and_size() {
         .ranking
         .expect_top_sellers()
         .with(eq(sales_hour(now - TimeDelta::days(3))), eq(5))
-        .returning(|_, _| {
-            Ok(vec![RankedProduct {
-                product: product(1, 10, 0),
-                sold: 3,
-            }])
-        });
+        .returning(|_, _| Ok(vec![RankedProduct { product: product(1, 10, 0), sold: 3 }]));
     let ranked = ports.mall_at(now).ranking().await.expect("ranking");
     assert_eq!(ranked.len(), 1);
 }
@@ -515,11 +419,7 @@ async fn ranking_asks_for_the_configured_window_and_size() {
 #[tokio::test]
 async fn expiry_sweeps_with_the_clocks_time() {
     let mut ports = Ports::default();
-    ports
-        .orders
-        .expect_expire_due()
-        .with(eq(t0()), eq(100))
-        .returning(|_, _| Ok(2));
+    ports.orders.expect_expire_due().with(eq(t0()), eq(100)).returning(|_, _| Ok(2));
     assert_eq!(ports.mall().expire_due_forms(100).await.ok(), Some(2));
 }
 
@@ -539,25 +439,12 @@ async fn health_needs_the_store_and_reports_the_outbox_backlog() {
         last_error: Some("HTTP 503".into()),
     };
     let reported = backlog.clone();
-    ports
-        .outbox
-        .expect_backlog()
-        .returning(move || Ok(reported.clone()));
-    let report = ports
-        .mall_at(t0() + TimeDelta::seconds(90))
-        .health()
-        .await
-        .expect("healthy");
+    ports.outbox.expect_backlog().returning(move || Ok(reported.clone()));
+    let report = ports.mall_at(t0() + TimeDelta::seconds(90)).health().await.expect("healthy");
     assert_eq!(report.outbox, backlog);
     assert_eq!(report.oldest_event_age(), Some(TimeDelta::seconds(90)));
 
     let mut ports = Ports::default();
-    ports
-        .health
-        .expect_check()
-        .returning(|| Err(anyhow!("unreachable")));
-    assert!(
-        ports.mall().health().await.is_err(),
-        "the backlog is not read from a dead store"
-    );
+    ports.health.expect_check().returning(|| Err(anyhow!("unreachable")));
+    assert!(ports.mall().health().await.is_err(), "the backlog is not read from a dead store");
 }
