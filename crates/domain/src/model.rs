@@ -59,6 +59,8 @@ pub enum OrderItemsError {
     TooManyLines,
     #[error("the counts for one product add up past the limit")]
     Amount(#[from] AmountError),
+    #[error("one order takes at most {max} units of a product", max = OrderItems::MAX_UNITS_PER_LINE)]
+    TooManyUnits,
 }
 
 /// A normalised order or pay request: one entry per product (lines naming the same product are
@@ -69,6 +71,8 @@ pub struct OrderItems(BTreeMap<ProductId, Count>);
 impl OrderItems {
     /// The most distinct products one order may name.
     pub const MAX_LINES: usize = 100;
+    /// The most units of one product one order may take (a sanity bound, OWASP API4).
+    pub const MAX_UNITS_PER_LINE: i64 = 1_000_000;
 
     /// # Errors
     /// [`OrderItemsError::Empty`] for no items, [`OrderItemsError::TooManyLines`] past
@@ -91,6 +95,9 @@ impl OrderItems {
         }
         if lines.is_empty() {
             return Err(OrderItemsError::Empty);
+        }
+        if lines.values().any(|count| count.get() > Self::MAX_UNITS_PER_LINE) {
+            return Err(OrderItemsError::TooManyUnits);
         }
         Ok(Self(lines))
     }
@@ -255,6 +262,8 @@ mod tests {
         assert_eq!(OrderItems::new([]), Err(OrderItemsError::Empty));
         let many = (1..=101).map(|i| (id(i), count(1)));
         assert_eq!(OrderItems::new(many), Err(OrderItemsError::TooManyLines));
+        let too_many = [(id(1), count(OrderItems::MAX_UNITS_PER_LINE)), (id(1), count(1))];
+        assert_eq!(OrderItems::new(too_many), Err(OrderItemsError::TooManyUnits));
         let overflow = [(id(1), count(i64::MAX)), (id(1), count(1))];
         assert_eq!(OrderItems::new(overflow), Err(OrderItemsError::Amount(AmountError::Overflow)));
     }

@@ -165,16 +165,20 @@ fn verifier(settings: JwtSettings) -> anyhow::Result<(DecodingKey, Validation)> 
     };
     // One algorithm, pinned: a token signed any other way (or `none`) is refused.
     let mut validation = Validation::new(algorithm);
-    validation.set_required_spec_claims(&["exp", "sub"]);
     validation.leeway = 5;
+    let mut required = vec!["exp", "sub"];
     if let Some(issuer) = settings.issuer {
         validation.set_issuer(&[issuer]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        required.push("iss");
     }
     match settings.audience {
-        Some(audience) => validation.set_audience(&[audience]),
+        Some(audience) => {
+            validation.set_audience(&[audience]);
+            required.push("aud");
+        }
         None => validation.validate_aud = false,
     }
+    validation.set_required_spec_claims(&required);
     Ok((key, validation))
 }
 

@@ -216,6 +216,7 @@ impl From<OrderItemsError> for ApiError {
     fn from(error: OrderItemsError) -> Self {
         match error {
             OrderItemsError::Amount(amount) => amount.into(),
+            OrderItemsError::TooManyUnits => Self::invalid_amount(error.to_string()),
             shape @ (OrderItemsError::Empty | OrderItemsError::TooManyLines) => {
                 Self::bad_request(shape.to_string())
             }

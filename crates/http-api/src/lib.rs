@@ -106,10 +106,10 @@ pub async fn enforce_timeout(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let limit = request.app_data::<web::Data<RequestTimeout>>().map(|t| t.0);
     match limit {
-        Some(limit) => match tokio::time::timeout(limit, next.call(request)).await {
-            Ok(response) => response,
-            Err(_) => Err(ApiError::timed_out().into()),
-        },
+        // The server turns the error into the SPEC JSON answer like any other `ApiError`.
+        Some(limit) => tokio::time::timeout(limit, next.call(request))
+            .await
+            .unwrap_or_else(|_| Err(ApiError::timed_out().into())),
         None => next.call(request).await,
     }
 }

@@ -580,3 +580,63 @@ async fn health_shows_payment_events_waiting_for_the_data_platform() {
         json!({"undelivered": 1, "failing": 0, "oldest_age_secs": 2.5, "last_error": null})
     );
 }
+
+#[actix_web::test]
+async fn unknown_fields_and_absurd_counts_are_refused() {
+    let app = service(shop().mall, Some(TOKEN)).await;
+    stocked(&app).await;
+    let cases = [
+        (post("/user", json!({"id": "bob", "balance": 1_000_000})), 400, 1),
+        (patch("/user/alice/charge", json!({"amount": 1, "currency": "KRW"})), 400, 1),
+        (post("/order/alice", json!([{"product_id": 1, "count": 1, "price": 1}])), 400, 1),
+        (admin(post("/product", json!({"name": "X", "price": 1, "quantity": 1, "id": 9}))), 400, 1),
+        (admin(patch("/product/1", json!({"stock": 5}))), 400, 1),
+        (post("/order/alice", json!([{"product_id": 1, "count": 1_000_001}])), 400, 2),
+    ];
+    for (request, status, code) in cases {
+        assert_error(send(&app, request).await, status, code);
+    }
+    let (_, point) = send(&app, get("/user/alice/point")).await;
+    assert_eq!(point["amount"], 10_000, "no refused request changed anything");
+    assert_error(send(&app, get("/user/bob/point")).await, 404, 1);
+}
+
+/// A probe that answers after a pause longer than the request time limit.
+struct SlowProbe;
+
+#[async_trait::async_trait]
+impl domain::ports::HealthProbe for SlowProbe {
+    async fn check(&self) -> anyhow::Result<()> {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        Ok(())
+    }
+}
+
+#[actix_web::test]
+async fn a_request_that_takes_too_long_answers_503_code_7() {
+    let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
+    stores.health = Arc::new(SlowProbe);
+    let shop = shop();
+    let mall =
+        Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
+    let settings = http_api::ApiSettings {
+        request_timeout: std::time::Duration::from_millis(100),
+        ..http_api::ApiSettings::open(None)
+    };
+    let app = test::init_service(
+        App::new()
+            .wrap(actix_web::middleware::from_fn(http_api::enforce_timeout))
+            .configure(configure(mall, settings)),
+    )
+    .await;
+    // Middleware errors become responses in the server's dispatcher; here, by hand.
+    let error = test::try_call_service(&app, get("/health").to_request())
+        .await
+        .err()
+        .expect("the middleware gives up");
+    let response = error.error_response();
+    assert_eq!(response.status().as_u16(), 503);
+    let body = actix_web::body::to_bytes(response.into_body()).await.expect("a body");
+    let body: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(body["errorcode"], 7, "{body}");
+}
