@@ -35,7 +35,7 @@ pub async fn seed(mall: &Mall) -> anyhow::Result<()> {
     }
     let user = UserId::parse(DEMO_USER)?;
     mall.register(user.clone()).await?;
-    mall.charge(user, Points::positive(DEMO_BALANCE)?).await?;
+    mall.charge(user, Points::positive(DEMO_BALANCE)?, None).await?;
     Ok(())
 }
 

@@ -158,6 +158,7 @@ impl Application {
             stop_rx.clone(),
         ));
         let housekeeping = tokio::spawn(tasks::housekeeping(
+            self.mall.clone(),
             self.relay.clone(),
             self.rate_limits.clone(),
             stop_rx,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use domain::errors::PayError;
+use domain::idempotency::Remember;
 use domain::model::{PaymentPlan, PaymentReceipt};
 use domain::ports::PaymentRepository;
 use domain::{EventRelay, Mall};
@@ -98,8 +99,10 @@ async fn relay_due(relay: &EventRelay) {
 }
 
 /// Every [`WATCH_EVERY`]: logs the backlog while events wait or fail, purges delivered events
-/// older than the retention period, and forgets idle callers of the rate limiter.
+/// older than the retention period and idempotency keys past their replay period, and forgets
+/// idle callers of the rate limiter.
 pub async fn housekeeping(
+    mall: Mall,
     relay: EventRelay,
     rate_limits: Option<Arc<RateLimits>>,
     mut stop: watch::Receiver<bool>,
@@ -113,6 +116,11 @@ pub async fn housekeeping(
         }
         if let Some(limits) = &rate_limits {
             limits.forget_idle();
+        }
+        match mall.purge_idempotency_keys(PURGE_BATCH).await {
+            Ok(purged) if purged > 0 => tracing::debug!(purged, "purged expired idempotency keys"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "purging keys failed"),
         }
         match relay.backlog().await {
             Ok(backlog) if backlog.failing > 0 => tracing::warn!(
@@ -164,8 +172,12 @@ impl std::fmt::Debug for WakeRelayOnPayment {
 
 #[async_trait]
 impl PaymentRepository for WakeRelayOnPayment {
-    async fn commit_payment(&self, plan: PaymentPlan) -> Result<PaymentReceipt, PayError> {
-        let receipt = self.inner.commit_payment(plan).await?;
+    async fn commit_payment(
+        &self,
+        plan: PaymentPlan,
+        remember: Option<Remember>,
+    ) -> Result<PaymentReceipt, PayError> {
+        let receipt = self.inner.commit_payment(plan, remember).await?;
         self.wake.notify_one();
         Ok(receipt)
     }

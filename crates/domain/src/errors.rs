@@ -4,6 +4,7 @@
 
 use thiserror::Error;
 
+use crate::idempotency::IdempotencyError;
 use crate::values::{AmountError, ProductId, UserId};
 
 #[derive(Debug, Error)]
@@ -20,6 +21,8 @@ pub enum ChargeError {
     UnknownUser(UserId),
     #[error("the balance would be too large: {0}")]
     Amount(#[from] AmountError),
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -75,6 +78,8 @@ pub enum PlaceOrderError {
     #[error("the balance does not cover the order total")]
     LackOfPoints,
     #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
+    #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
@@ -98,6 +103,8 @@ pub enum PayError {
     ItemsMismatch,
     #[error("the balance does not cover the order total")]
     LackOfPoints,
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }

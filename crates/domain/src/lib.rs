@@ -3,12 +3,14 @@
 //! - [`values`]: validated value types with checked arithmetic.
 //! - [`model`]: entities, plans and events.
 //! - [`errors`]: one error enum per use case.
+//! - [`idempotency`]: keys, stored outcomes and replay of retried calls.
 //! - [`ports`]: the traits adapters implement.
 //! - [`service`]: the shop's use cases ([`Mall`]).
 //! - [`relay`]: delivery of payment events from the outbox ([`EventRelay`]).
 //! - [`support`]: a hand-moved clock and sequential ids.
 
 pub mod errors;
+pub mod idempotency;
 pub mod model;
 pub mod ports;
 pub mod relay;

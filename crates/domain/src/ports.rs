@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::errors::{
     AddProductError, ChargeError, EditProductError, PayError, PlaceOrderError, RegisterError,
 };
+use crate::idempotency::{IdempotencyRecord, Remember};
 use crate::model::{
     CatalogPage, NewProduct, Order, OutboxBacklog, OutboxEntry, PaymentCompleted, PaymentPlan,
     PaymentReceipt, Product, ProductEdit, RankedProduct, User,
@@ -26,12 +27,19 @@ pub trait UserRepository: Send + Sync + 'static {
     /// [`RegisterError::AlreadyRegistered`] if the id is taken; `Unexpected` if the store fails.
     async fn register(&self, id: UserId) -> Result<User, RegisterError>;
 
-    /// Adds `amount` to the balance as one atomic increment and returns the new balance.
+    /// Adds `amount` to the balance as one atomic increment and returns the new balance. With
+    /// `remember`, stores the outcome under its key in the same step.
     ///
     /// # Errors
     /// [`ChargeError::UnknownUser`], [`ChargeError::Amount`] when the balance would pass
-    /// `i64::MAX`; `Unexpected` if the store fails. On error the balance is unchanged.
-    async fn charge(&self, id: UserId, amount: Points) -> Result<Points, ChargeError>;
+    /// `i64::MAX`, [`ChargeError::Idempotency`] (`AlreadyUsed`) when the key is taken;
+    /// `Unexpected` if the store fails. On error the balance is unchanged.
+    async fn charge(
+        &self,
+        id: UserId,
+        amount: Points,
+        remember: Option<Remember>,
+    ) -> Result<Points, ChargeError>;
 
     /// The current balance, or `None` for an unknown user.
     ///
@@ -83,14 +91,20 @@ pub trait OrderRepository: Send + Sync + 'static {
     /// Stores `order` (status pending) and reserves its lines, all or nothing. The user's
     /// previous pending form, if any, is replaced and its reservation released in the same
     /// step, and the stock check counts the units it gives back. The balance must cover
-    /// `order.total` at this moment (it is not held; payment debits it).
+    /// `order.total` at this moment (it is not held; payment debits it). With `remember`, the
+    /// outcome is stored under its key in the same step.
     ///
     /// # Errors
     /// [`PlaceOrderError::UnknownUser`], [`PlaceOrderError::UnknownProduct`],
     /// [`PlaceOrderError::LackOfStock`] (checked before points),
-    /// [`PlaceOrderError::LackOfPoints`], `Unexpected`. On error the previous form, every
-    /// stock and every balance are as they were.
-    async fn place(&self, order: Order) -> Result<Order, PlaceOrderError>;
+    /// [`PlaceOrderError::LackOfPoints`], [`PlaceOrderError::Idempotency`] (`AlreadyUsed`),
+    /// `Unexpected`. On error the previous form, every stock and every balance are as they
+    /// were, and no key is stored.
+    async fn place(
+        &self,
+        order: Order,
+        remember: Option<Remember>,
+    ) -> Result<Order, PlaceOrderError>;
 
     /// The user's pending form if it is still payable at `now`.
     ///
@@ -113,13 +127,18 @@ pub trait PaymentRepository: Send + Sync + 'static {
     /// In one atomic step: checks that the form `plan.payment.order_id` is still the user's
     /// pending form and payable at `plan.payment.paid_at`, debits `plan.payment.amount`
     /// (never below zero), marks the form paid, turns its reservation into a sale, records the
-    /// units sold in the hourly sales buckets, stores the payment, and queues `plan.event` in
-    /// the outbox.
+    /// units sold in the hourly sales buckets, stores the payment, queues `plan.event` in the
+    /// outbox, and with `remember` stores the receipt under its key.
     ///
     /// # Errors
     /// [`PayError::NoPendingOrder`] if the form is gone, paid, replaced or expired;
-    /// [`PayError::LackOfPoints`]; `Unexpected`. On error nothing changes.
-    async fn commit_payment(&self, plan: PaymentPlan) -> Result<PaymentReceipt, PayError>;
+    /// [`PayError::LackOfPoints`]; [`PayError::Idempotency`] (`AlreadyUsed`); `Unexpected`. On
+    /// error nothing changes.
+    async fn commit_payment(
+        &self,
+        plan: PaymentPlan,
+        remember: Option<Remember>,
+    ) -> Result<PaymentReceipt, PayError>;
 }
 
 /// Units sold per product, summed over hourly buckets.
@@ -187,6 +206,28 @@ pub trait Outbox: Send + Sync + 'static {
     /// # Errors
     /// When the store fails.
     async fn purge_delivered(&self, before: DateTime<Utc>, limit: usize) -> anyhow::Result<usize>;
+}
+
+/// Stored outcomes of calls made with an `Idempotency-Key` (written by the effect ports).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// The outcome stored under (`user`, `key`), unless it expired before `now`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn recall(
+        &self,
+        user: UserId,
+        key: String,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<IdempotencyRecord>>;
+
+    /// Deletes up to `limit` outcomes that expired before `now` and returns how many.
+    ///
+    /// # Errors
+    /// When the store fails.
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<usize>;
 }
 
 /// Delivers one payment event to the data platform.

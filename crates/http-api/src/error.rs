@@ -10,6 +10,7 @@ use domain::errors::{
     AddProductError, BalanceError, CatalogError, ChargeError, EditProductError, PayError,
     PendingOrderError, PlaceOrderError, ProductLookupError, RankingError, RegisterError,
 };
+use domain::idempotency::{IdempotencyError, InvalidIdempotencyKey};
 use domain::model::OrderItemsError;
 use domain::values::{AmountError, InvalidProductId, InvalidProductName, InvalidUserId};
 use serde::Serialize;
@@ -224,6 +225,22 @@ impl From<OrderItemsError> for ApiError {
     }
 }
 
+impl From<InvalidIdempotencyKey> for ApiError {
+    fn from(error: InvalidIdempotencyKey) -> Self {
+        Self::bad_request(error.to_string())
+    }
+}
+
+impl From<IdempotencyError> for ApiError {
+    fn from(error: IdempotencyError) -> Self {
+        let status = match error {
+            IdempotencyError::Mismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            IdempotencyError::InProgress | IdempotencyError::AlreadyUsed => StatusCode::CONFLICT,
+        };
+        Self::new(status, ErrorCode::InvalidRequest, error.to_string())
+    }
+}
+
 // Use-case outcomes.
 
 impl From<RegisterError> for ApiError {
@@ -242,6 +259,7 @@ impl From<ChargeError> for ApiError {
         match error {
             ChargeError::UnknownUser(_) => Self::not_found(error.to_string()),
             ChargeError::Amount(_) => Self::invalid_amount(error.to_string()),
+            ChargeError::Idempotency(error) => error.into(),
             ChargeError::Unexpected(cause) => Self::unavailable(&cause),
         }
     }
@@ -302,6 +320,7 @@ impl From<PlaceOrderError> for ApiError {
             PlaceOrderError::LackOfPoints => {
                 Self::new(StatusCode::CONFLICT, ErrorCode::LackOfPoint, error.to_string())
             }
+            PlaceOrderError::Idempotency(error) => error.into(),
             PlaceOrderError::Unexpected(cause) => Self::unavailable(&cause),
         }
     }
@@ -330,6 +349,7 @@ impl From<PayError> for ApiError {
             PayError::LackOfPoints => {
                 Self::new(StatusCode::CONFLICT, ErrorCode::LackOfPoint, error.to_string())
             }
+            PayError::Idempotency(error) => error.into(),
             PayError::Unexpected(cause) => Self::unavailable(&cause),
         }
     }

@@ -1,8 +1,9 @@
 //! Handlers: parse the request into value types (400s), call one use case, shape the answer.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
-use domain::model::{NewProduct, ProductEdit};
+use actix_web::{web, HttpRequest, HttpResponse};
+use domain::idempotency::{IdempotencyKey, InvalidIdempotencyKey};
+use domain::model::{NewProduct, OrderItems, ProductEdit};
 use domain::values::{Count, Points, Price, ProductId, ProductName, Stock, UserId};
 use domain::Mall;
 
@@ -28,6 +29,37 @@ fn created<T: serde::Serialize>(body: T) -> Reply {
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
     Ok(UserId::parse(raw)?)
+}
+
+/// The header a client sends to make a charge, order or payment safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// The request's `Idempotency-Key`, bound to a fingerprint of what the request asks for (not
+/// its bytes: the same items in another order are the same request).
+fn idempotency_key(
+    request: &HttpRequest,
+    user: &UserId,
+    what: std::fmt::Arguments<'_>,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = request.headers().get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let raw = value.to_str().map_err(|_| InvalidIdempotencyKey)?;
+    Ok(Some(IdempotencyKey::new(user.clone(), raw, fingerprint(&what.to_string()))?))
+}
+
+fn canonical(items: &OrderItems) -> String {
+    items
+        .iter()
+        .map(|(product, count)| format!("{product}x{count}", count = count.get()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// FNV-1a, 64 bits, in hex: enough to tell two requests under one key apart.
+fn fingerprint(request: &str) -> String {
+    let hash = request.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }
 
 /// The path's user, if the caller may act as them.
@@ -57,13 +89,15 @@ pub async fn register(
 
 pub async fn charge(
     Throttled(caller): Throttled,
+    request: HttpRequest,
     mall: web::Data<Mall>,
     path: web::Path<String>,
     body: web::Json<ChargeRequest>,
 ) -> Reply {
     let user = acting_user(&caller, &path)?;
     let amount = Points::positive(body.amount.amount()?)?;
-    let balance = mall.charge(user, amount).await?;
+    let key = idempotency_key(&request, &user, format_args!("charge {}", amount.get()))?;
+    let balance = mall.charge(user, amount, key).await?;
     ok(AmountBody { amount: balance.get() })
 }
 
@@ -131,13 +165,15 @@ pub async fn edit_product(
 
 pub async fn order(
     Throttled(caller): Throttled,
+    request: HttpRequest,
     mall: web::Data<Mall>,
     path: web::Path<String>,
     body: web::Json<Vec<ItemRequest>>,
 ) -> Reply {
     let user = acting_user(&caller, &path)?;
     let items = order_items(body.into_inner())?;
-    let order = mall.place_order(user, items).await?;
+    let key = idempotency_key(&request, &user, format_args!("order {}", canonical(&items)))?;
+    let order = mall.place_order(user, items, key).await?;
     ok(OrderBody { order: order.into() })
 }
 
@@ -152,13 +188,15 @@ pub async fn pending_order(
 
 pub async fn pay(
     Throttled(caller): Throttled,
+    request: HttpRequest,
     mall: web::Data<Mall>,
     path: web::Path<String>,
     body: web::Json<Vec<ItemRequest>>,
 ) -> Reply {
     let user = acting_user(&caller, &path)?;
     let items = order_items(body.into_inner())?;
-    let receipt = mall.pay(user, items).await?;
+    let key = idempotency_key(&request, &user, format_args!("pay {}", canonical(&items)))?;
+    let receipt = mall.pay(user, items, key).await?;
     ok(PayBody { payment: receipt.payment.into(), amount: receipt.balance.get() })
 }
 

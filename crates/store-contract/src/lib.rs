@@ -42,6 +42,9 @@ macro_rules! store_contract {
             outbox_leases_retries_and_delivers_each_event,
             delivered_events_are_purged_after_retention,
             health_reports_a_reachable_store,
+            a_key_is_stored_with_its_effect_and_taken_once,
+            a_rejected_call_stores_no_key,
+            expired_keys_are_free_again_and_purged,
         );
         $crate::store_contract!(@expand_concurrent $make;
             concurrent_orders_never_oversell,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use domain::errors::{ChargeError, EditProductError, PayError, PlaceOrderError, RegisterError};
+use domain::idempotency::{IdempotencyError, IdempotencyKey, Outcome, Remember};
 use domain::model::{OutboxBacklog, OutboxEntry, ProductEdit, RankedProduct};
 use domain::values::{AmountError, Count, Price, ProductId, ProductName};
 use tokio::task::JoinSet;
@@ -19,7 +20,7 @@ const TTL: TimeDelta = TimeDelta::seconds(600);
 pub async fn register_starts_at_zero_and_refuses_duplicates<S: Store>(store: Arc<S>) {
     let user = store.register(uid("alice")).await.expect("first registration");
     assert_eq!(user.balance.get(), 0);
-    store.charge(uid("alice"), points(7)).await.expect("charge");
+    store.charge(uid("alice"), points(7), None).await.expect("charge");
     let again = store.register(uid("alice")).await;
     assert!(matches!(again, Err(RegisterError::AlreadyRegistered(_))), "{again:?}");
     assert_eq!(balance(&store, &uid("alice")).await, 7, "a refused registration resets nothing");
@@ -28,14 +29,17 @@ pub async fn register_starts_at_zero_and_refuses_duplicates<S: Store>(store: Arc
 
 pub async fn charge_adds_and_a_refused_charge_changes_nothing<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 0).await;
-    assert_eq!(store.charge(alice.clone(), points(1_000)).await.expect("charge").get(), 1_000);
-    assert_eq!(store.charge(alice.clone(), points(1)).await.expect("charge").get(), 1_001);
+    assert_eq!(
+        store.charge(alice.clone(), points(1_000), None).await.expect("charge").get(),
+        1_000
+    );
+    assert_eq!(store.charge(alice.clone(), points(1), None).await.expect("charge").get(), 1_001);
 
-    let unknown = store.charge(uid("ghost"), points(5)).await;
+    let unknown = store.charge(uid("ghost"), points(5), None).await;
     assert!(matches!(unknown, Err(ChargeError::UnknownUser(_))), "{unknown:?}");
     assert_eq!(store.balance(uid("ghost")).await.expect("read"), None, "no implicit account");
 
-    let overflow = store.charge(alice.clone(), points(i64::MAX)).await;
+    let overflow = store.charge(alice.clone(), points(i64::MAX), None).await;
     assert!(matches!(overflow, Err(ChargeError::Amount(AmountError::Overflow))), "{overflow:?}");
     assert_eq!(balance(&store, &alice).await, 1_001);
 
@@ -81,7 +85,7 @@ pub async fn catalog_assigns_ids_pages_and_edits<S: Store>(store: Arc<S>) {
 pub async fn restock_that_would_overflow_changes_nothing<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 1_000).await;
     let product = product_with(&store, 1, i64::MAX).await;
-    store.place(form(&alice, "o1", &[(product, 10, 1)], t0(), TTL)).await.expect("order");
+    store.place(form(&alice, "o1", &[(product, 10, 1)], t0(), TTL), None).await.expect("order");
     // 10 units are reserved: available alone has room, but available + reserved is at the
     // maximum, and the reserved units come back on expiry, so even 1 more would overflow.
     let edit = ProductEdit {
@@ -102,13 +106,13 @@ pub async fn order_reserves_every_line_or_none<S: Store>(store: Arc<S>) {
     let cake = product_with(&store, 200, 1).await;
 
     let too_much = form(&alice, "o1", &[(tea, 2, 100), (cake, 2, 200)], t0(), TTL);
-    let result = store.place(too_much).await;
+    let result = store.place(too_much, None).await;
     assert!(matches!(result, Err(PlaceOrderError::LackOfStock(id)) if id == cake), "{result:?}");
     assert_eq!((available(&store, tea).await, available(&store, cake).await), (5, 1));
     assert_eq!(pending_id(&store, &alice, t0()).await, None);
 
     let order = form(&alice, "o2", &[(tea, 2, 100), (cake, 1, 200)], t0(), TTL);
-    let placed = store.place(order.clone()).await.expect("order");
+    let placed = store.place(order.clone(), None).await.expect("order");
     assert_eq!(placed, order);
     assert_eq!((available(&store, tea).await, available(&store, cake).await), (3, 0));
     assert_eq!(pending_id(&store, &alice, t0()).await.as_deref(), Some("o2"));
@@ -121,22 +125,22 @@ pub async fn order_checks_stock_before_points<S: Store>(store: Arc<S>) {
     let poor = user_with(&store, "poor", 10).await;
     let tea = product_with(&store, 100, 1).await;
     let both_short = form(&poor, "o1", &[(tea, 2, 100)], t0(), TTL);
-    let result = store.place(both_short).await;
+    let result = store.place(both_short, None).await;
     assert!(matches!(result, Err(PlaceOrderError::LackOfStock(_))), "{result:?}");
 }
 
 pub async fn order_without_enough_points_changes_nothing<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 299).await;
     let tea = product_with(&store, 100, 5).await;
-    store.place(form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL)).await.expect("first order");
+    store.place(form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL), None).await.expect("first order");
 
-    let result = store.place(form(&alice, "o2", &[(tea, 3, 100)], t0(), TTL)).await;
+    let result = store.place(form(&alice, "o2", &[(tea, 3, 100)], t0(), TTL), None).await;
     assert!(matches!(result, Err(PlaceOrderError::LackOfPoints)), "{result:?}");
     assert_eq!(available(&store, tea).await, 4, "the old reservation still holds");
     assert_eq!(pending_id(&store, &alice, t0()).await.as_deref(), Some("o1"));
     assert_eq!(balance(&store, &alice).await, 299);
 
-    let exact = store.place(form(&alice, "o3", &[(tea, 2, 100)], t0(), TTL)).await;
+    let exact = store.place(form(&alice, "o3", &[(tea, 2, 100)], t0(), TTL), None).await;
     assert!(exact.is_ok(), "a balance equal to the total is enough: {exact:?}");
 }
 
@@ -145,12 +149,12 @@ pub async fn order_by_unknown_user_or_for_unknown_product_changes_nothing<S: Sto
     let tea = product_with(&store, 100, 5).await;
     let ghost = ProductId::new(tea.get() + 1_000).expect("id");
 
-    let result = store.place(form(&uid("ghost"), "o1", &[(tea, 1, 100)], t0(), TTL)).await;
+    let result = store.place(form(&uid("ghost"), "o1", &[(tea, 1, 100)], t0(), TTL), None).await;
     assert!(matches!(result, Err(PlaceOrderError::UnknownUser(_))), "{result:?}");
     assert_eq!(store.balance(uid("ghost")).await.expect("read"), None);
 
     let result =
-        store.place(form(&alice, "o2", &[(tea, 1, 100), (ghost, 1, 100)], t0(), TTL)).await;
+        store.place(form(&alice, "o2", &[(tea, 1, 100), (ghost, 1, 100)], t0(), TTL), None).await;
     assert!(
         matches!(result, Err(PlaceOrderError::UnknownProduct(id)) if id == ghost),
         "{result:?}"
@@ -163,17 +167,20 @@ pub async fn new_order_replaces_the_pending_form_counting_its_release<S: Store>(
     let alice = user_with(&store, "alice", 10_000).await;
     let tea = product_with(&store, 100, 5).await;
     let cake = product_with(&store, 50, 5).await;
-    store.place(form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL)).await.expect("first order");
+    store.place(form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL), None).await.expect("first order");
     assert_eq!(available(&store, tea).await, 0);
 
     // All five units are held by the old form; the new order may take them back.
     let second = form(&alice, "o2", &[(tea, 4, 100), (cake, 1, 50)], t0() + secs(1), TTL);
-    store.place(second).await.expect("replacement");
+    store.place(second, None).await.expect("replacement");
     assert_eq!((available(&store, tea).await, available(&store, cake).await), (1, 4));
     assert_eq!(pending_id(&store, &alice, t0() + secs(1)).await.as_deref(), Some("o2"));
 
     let stale = store
-        .commit_payment(plan(&form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL), t0() + secs(2)))
+        .commit_payment(
+            plan(&form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL), t0() + secs(2)),
+            None,
+        )
         .await;
     assert!(matches!(stale, Err(PayError::NoPendingOrder)), "the replaced form is gone: {stale:?}");
     assert_eq!(balance(&store, &alice).await, 10_000);
@@ -182,9 +189,9 @@ pub async fn new_order_replaces_the_pending_form_counting_its_release<S: Store>(
 pub async fn failed_replacement_keeps_the_old_form<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 10_000).await;
     let tea = product_with(&store, 100, 5).await;
-    store.place(form(&alice, "o1", &[(tea, 3, 100)], t0(), TTL)).await.expect("first order");
+    store.place(form(&alice, "o1", &[(tea, 3, 100)], t0(), TTL), None).await.expect("first order");
 
-    let result = store.place(form(&alice, "o2", &[(tea, 6, 100)], t0(), TTL)).await;
+    let result = store.place(form(&alice, "o2", &[(tea, 6, 100)], t0(), TTL), None).await;
     assert!(matches!(result, Err(PlaceOrderError::LackOfStock(_))), "{result:?}");
     assert_eq!(available(&store, tea).await, 2);
     assert_eq!(pending_id(&store, &alice, t0()).await.as_deref(), Some("o1"));
@@ -194,10 +201,10 @@ pub async fn pay_debits_settles_records_sales_and_queues_one_event<S: Store>(sto
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 3, 100)], t0(), TTL);
-    store.place(order.clone()).await.expect("order");
+    store.place(order.clone(), None).await.expect("order");
 
     let the_plan = plan(&order, t0() + secs(10));
-    let receipt = store.commit_payment(the_plan.clone()).await.expect("payment");
+    let receipt = store.commit_payment(the_plan.clone(), None).await.expect("payment");
     assert_eq!(receipt.balance.get(), 700);
     assert_eq!(receipt.payment, the_plan.payment);
     assert_eq!(balance(&store, &alice).await, 700);
@@ -217,10 +224,10 @@ pub async fn pay_succeeds_once<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
-    store.place(order.clone()).await.expect("order");
-    store.commit_payment(plan(&order, t0() + secs(1))).await.expect("first payment");
+    store.place(order.clone(), None).await.expect("order");
+    store.commit_payment(plan(&order, t0() + secs(1)), None).await.expect("first payment");
 
-    let again = store.commit_payment(plan(&order, t0() + secs(2))).await;
+    let again = store.commit_payment(plan(&order, t0() + secs(2)), None).await;
     assert!(matches!(again, Err(PayError::NoPendingOrder)), "{again:?}");
     assert_eq!(balance(&store, &alice).await, 900);
     assert_eq!(sold(&store, tea).await, 1);
@@ -231,11 +238,11 @@ pub async fn pay_without_enough_points_changes_nothing<S: Store>(store: Arc<S>) 
     let alice = user_with(&store, "alice", 100).await;
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
-    store.place(order.clone()).await.expect("order");
+    store.place(order.clone(), None).await.expect("order");
 
     let mut too_dear = plan(&order, t0() + secs(1));
     too_dear.payment.amount = points(101);
-    let result = store.commit_payment(too_dear).await;
+    let result = store.commit_payment(too_dear, None).await;
     assert!(matches!(result, Err(PayError::LackOfPoints)), "{result:?}");
     assert_eq!(balance(&store, &alice).await, 100);
     assert_eq!(available(&store, tea).await, 4);
@@ -243,7 +250,7 @@ pub async fn pay_without_enough_points_changes_nothing<S: Store>(store: Arc<S>) 
     assert_eq!(sold(&store, tea).await, 0);
     assert_eq!(queued_events(&store).await, 0);
 
-    store.commit_payment(plan(&order, t0() + secs(2))).await.expect("an exact balance pays");
+    store.commit_payment(plan(&order, t0() + secs(2)), None).await.expect("an exact balance pays");
     assert_eq!(balance(&store, &alice).await, 0);
 }
 
@@ -251,10 +258,10 @@ pub async fn pay_of_a_replaced_form_fails<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
     let first = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
-    store.place(first.clone()).await.expect("first order");
-    store.place(form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL)).await.expect("second order");
+    store.place(first.clone(), None).await.expect("first order");
+    store.place(form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL), None).await.expect("second order");
 
-    let result = store.commit_payment(plan(&first, t0() + secs(1))).await;
+    let result = store.commit_payment(plan(&first, t0() + secs(1)), None).await;
     assert!(matches!(result, Err(PayError::NoPendingOrder)), "{result:?}");
     assert_eq!(balance(&store, &alice).await, 1_000);
     assert_eq!(available(&store, tea).await, 4);
@@ -264,8 +271,8 @@ pub async fn expiry_is_due_at_the_instant_and_releases_once<S: Store>(store: Arc
     let alice = user_with(&store, "alice", 1_000).await;
     let bob = user_with(&store, "bob", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
-    store.place(form(&alice, "a1", &[(tea, 2, 100)], t0(), secs(60))).await.expect("order");
-    store.place(form(&bob, "b1", &[(tea, 1, 100)], t0(), secs(61))).await.expect("order");
+    store.place(form(&alice, "a1", &[(tea, 2, 100)], t0(), secs(60)), None).await.expect("order");
+    store.place(form(&bob, "b1", &[(tea, 1, 100)], t0(), secs(61)), None).await.expect("order");
     assert_eq!(available(&store, tea).await, 2);
 
     assert_eq!(store.expire_due(t0() + secs(59), 100).await.expect("sweep"), 0);
@@ -286,14 +293,14 @@ pub async fn expired_form_cannot_be_paid_and_paid_form_cannot_expire<S: Store>(s
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 1, 100)], t0(), secs(60));
-    store.place(order.clone()).await.expect("order");
+    store.place(order.clone(), None).await.expect("order");
 
     // Due but not yet swept: paying at the expiry instant must still fail.
-    let late = store.commit_payment(plan(&order, t0() + secs(60))).await;
+    let late = store.commit_payment(plan(&order, t0() + secs(60)), None).await;
     assert!(matches!(late, Err(PayError::NoPendingOrder)), "{late:?}");
     assert_eq!(balance(&store, &alice).await, 1_000);
     assert_eq!(store.expire_due(t0() + secs(60), 100).await.expect("sweep"), 1);
-    let after_sweep = store.commit_payment(plan(&order, t0() + secs(59))).await;
+    let after_sweep = store.commit_payment(plan(&order, t0() + secs(59)), None).await;
     assert!(matches!(after_sweep, Err(PayError::NoPendingOrder)), "{after_sweep:?}");
     assert_eq!((balance(&store, &alice).await, available(&store, tea).await), (1_000, 5));
     assert_eq!(sold(&store, tea).await, 0);
@@ -322,11 +329,11 @@ pub async fn ranking_sums_paid_units_in_the_window_ties_by_id<S: Store>(store: A
         buy(vec![(d, 50, 1)], now - TimeDelta::days(4)),
     ];
     for (order, at) in &purchases {
-        store.place(order.clone()).await.expect("order");
-        store.commit_payment(plan(order, *at + secs(1))).await.expect("payment");
+        store.place(order.clone(), None).await.expect("order");
+        store.commit_payment(plan(order, *at + secs(1)), None).await.expect("payment");
     }
     // Reserved but unpaid units do not count.
-    store.place(form(&buyer, "unpaid", &[(d, 20, 1)], now, TTL)).await.expect("order");
+    store.place(form(&buyer, "unpaid", &[(d, 20, 1)], now, TTL), None).await.expect("order");
 
     let since = now - TimeDelta::days(3);
     let ranked = store.top_sellers(since, 10).await.expect("ranking");
@@ -455,7 +462,7 @@ pub async fn concurrent_orders_never_oversell<S: Store>(store: Arc<S>) {
     for (i, user) in users.into_iter().enumerate() {
         let store = store.clone();
         tasks.spawn(async move {
-            store.place(form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), TTL)).await
+            store.place(form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), TTL), None).await
         });
     }
     let (mut accepted, mut short) = (0, 0);
@@ -478,7 +485,7 @@ pub async fn two_sweepers_release_each_form_once<S: Store>(store: Arc<S>) {
     for i in 0..60 {
         let user = user_with(&store, &format!("buyer{i}"), 100).await;
         let order = form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), secs(i % 7 + 1));
-        store.place(order).await.expect("order");
+        store.place(order, None).await.expect("order");
         users.push(user);
     }
     assert_eq!(available(&store, tea).await, 40);
@@ -511,7 +518,7 @@ pub async fn concurrent_charges_are_never_lost<S: Store>(store: Arc<S>) {
     let mut tasks = JoinSet::new();
     for _ in 0..200 {
         let (store, alice) = (store.clone(), alice.clone());
-        tasks.spawn(async move { store.charge(alice, points(1)).await });
+        tasks.spawn(async move { store.charge(alice, points(1), None).await });
     }
     while let Some(result) = tasks.join_next().await {
         result.expect("task").expect("charge");
@@ -523,13 +530,13 @@ pub async fn concurrent_pays_of_one_form_succeed_once<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 2, 100)], t0(), TTL);
-    store.place(order.clone()).await.expect("order");
+    store.place(order.clone(), None).await.expect("order");
     let mut tasks = JoinSet::new();
     for i in 0..20 {
         let (store, mut the_plan) = (store.clone(), plan(&order, t0() + secs(1)));
         the_plan.payment.id = domain::values::PaymentId::new(format!("pay-{i}"));
         the_plan.event.event_id = domain::values::EventId::new(format!("event-{i}"));
-        tasks.spawn(async move { store.commit_payment(the_plan).await });
+        tasks.spawn(async move { store.commit_payment(the_plan, None).await });
     }
     let mut paid = 0;
     while let Some(result) = tasks.join_next().await {
@@ -553,7 +560,7 @@ pub async fn concurrent_orders_by_one_user_leave_one_form<S: Store>(store: Arc<S
     for i in 1..=40 {
         let (store, alice) = (store.clone(), alice.clone());
         tasks.spawn(async move {
-            store.place(form(&alice, &format!("o{i}"), &[(tea, i, 10)], t0(), TTL)).await
+            store.place(form(&alice, &format!("o{i}"), &[(tea, i, 10)], t0(), TTL), None).await
         });
     }
     while let Some(result) = tasks.join_next().await {
@@ -565,4 +572,88 @@ pub async fn concurrent_orders_by_one_user_leave_one_form<S: Store>(store: Arc<S
     assert_eq!(available(&store, tea).await, 100 - held, "only the surviving form holds stock");
     assert_eq!(store.expire_due(t0() + TTL, 1_000).await.expect("sweep"), 1, "exactly one form");
     assert_eq!(available(&store, tea).await, 100, "no leaked reservation");
+}
+
+fn remember(
+    user: &domain::values::UserId,
+    key: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Option<Remember> {
+    let key = IdempotencyKey::new(user.clone(), key, format!("fp-{key}")).expect("key");
+    Some(Remember { key, at, expires_at: at + TimeDelta::hours(24) })
+}
+
+pub async fn a_key_is_stored_with_its_effect_and_taken_once<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 0).await;
+    let tea = product_with(&store, 100, 5).await;
+    let recall = |key: &str, at| store.recall(alice.clone(), key.to_owned(), at);
+
+    let balance = store.charge(alice.clone(), points(1_000), remember(&alice, "c1", t0())).await;
+    assert_eq!(balance.expect("charged").get(), 1_000);
+    let record = recall("c1", t0()).await.expect("recall").expect("stored");
+    assert_eq!(record.fingerprint, "fp-c1");
+    assert_eq!(record.outcome, Outcome::Charged { balance: points(1_000) });
+    let again = store.charge(alice.clone(), points(1_000), remember(&alice, "c1", t0())).await;
+    assert!(
+        matches!(again, Err(ChargeError::Idempotency(IdempotencyError::AlreadyUsed))),
+        "{again:?}"
+    );
+    assert_eq!(balance(&store, &alice).await, 1_000, "a taken key changes nothing");
+
+    let order = form(&alice, "o1", &[(tea, 2, 100)], t0(), TTL);
+    store.place(order.clone(), remember(&alice, "o1", t0())).await.expect("order");
+    let record = recall("o1", t0()).await.expect("recall").expect("stored");
+    assert_eq!(record.outcome, Outcome::Ordered(order.clone()));
+    let twice = store
+        .place(form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL), remember(&alice, "o1", t0()))
+        .await;
+    assert!(
+        matches!(twice, Err(PlaceOrderError::Idempotency(IdempotencyError::AlreadyUsed))),
+        "{twice:?}"
+    );
+    assert_eq!(pending_id(&store, &alice, t0()).await.as_deref(), Some("o1"));
+    assert_eq!(available(&store, tea).await, 3);
+
+    let receipt = store
+        .commit_payment(plan(&order, t0() + secs(1)), remember(&alice, "p1", t0()))
+        .await
+        .expect("paid");
+    let record = recall("p1", t0()).await.expect("recall").expect("stored");
+    assert_eq!(record.outcome, Outcome::Paid(receipt));
+    let ordered = recall("o1", t0()).await.expect("recall").expect("still stored");
+    assert!(
+        matches!(ordered.outcome, Outcome::Ordered(o) if o.id == order.id && o.lines == order.lines),
+        "an order's outcome outlives its form"
+    );
+    assert_eq!(recall("nope", t0()).await.expect("recall"), None);
+}
+
+pub async fn a_rejected_call_stores_no_key<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 1_000).await;
+    let tea = product_with(&store, 100, 1).await;
+    let too_many = form(&alice, "o1", &[(tea, 2, 100)], t0(), TTL);
+    let result = store.place(too_many, remember(&alice, "k", t0())).await;
+    assert!(matches!(result, Err(PlaceOrderError::LackOfStock(_))), "{result:?}");
+    assert_eq!(store.recall(alice.clone(), "k".into(), t0()).await.expect("recall"), None);
+    let fits = form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL);
+    store.place(fits, remember(&alice, "k", t0())).await.expect("the key is still free");
+}
+
+pub async fn expired_keys_are_free_again_and_purged<S: Store>(store: Arc<S>) {
+    let alice = user_with(&store, "alice", 0).await;
+    let bob = user_with(&store, "bob", 0).await;
+    let at = t0();
+    let short = |user: &domain::values::UserId, key: &str, at: chrono::DateTime<chrono::Utc>| {
+        remember(user, key, at).map(|r| Remember { expires_at: at + secs(10), ..r })
+    };
+    store.charge(alice.clone(), points(5), short(&alice, "k", at)).await.expect("charge");
+    store.charge(bob.clone(), points(7), short(&bob, "k", at)).await.expect("same key, other user");
+    assert!(store.recall(alice.clone(), "k".into(), at + secs(9)).await.expect("recall").is_some());
+    assert_eq!(store.recall(alice.clone(), "k".into(), at + secs(10)).await.expect("recall"), None);
+    let later = at + secs(11);
+    let balance = store.charge(alice.clone(), points(5), short(&alice, "k", later)).await;
+    assert_eq!(balance.expect("an expired key is free").get(), 10);
+    assert_eq!(store.purge_expired(at + secs(15), 100).await.expect("purge"), 1, "bob's");
+    assert_eq!(store.purge_expired(at + secs(30), 100).await.expect("purge"), 1, "alice's second");
+    assert_eq!(store.purge_expired(at + secs(30), 100).await.expect("purge"), 0);
 }

@@ -7,8 +7,8 @@ use domain::model::{
     NewProduct, Order, OrderLine, OrderStatus, Payment, PaymentCompleted, PaymentPlan,
 };
 use domain::ports::{
-    HealthProbe, OrderRepository, Outbox, PaymentRepository, ProductRepository, SalesRanking,
-    UserRepository,
+    HealthProbe, IdempotencyStore, OrderRepository, Outbox, PaymentRepository, ProductRepository,
+    SalesRanking, UserRepository,
 };
 use domain::values::{
     Count, EventId, OrderId, PaymentId, Points, Price, ProductId, ProductName, Stock, UserId,
@@ -16,7 +16,8 @@ use domain::values::{
 
 /// Everything a persistence adapter implements.
 pub trait Store:
-    UserRepository
+    IdempotencyStore
+    + UserRepository
     + ProductRepository
     + OrderRepository
     + PaymentRepository
@@ -27,7 +28,8 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: UserRepository
+    T: IdempotencyStore
+        + UserRepository
         + ProductRepository
         + OrderRepository
         + PaymentRepository
@@ -58,7 +60,7 @@ pub async fn user_with<S: Store>(store: &Arc<S>, name: &str, balance: i64) -> Us
     let id = uid(name);
     store.register(id.clone()).await.expect("register");
     if balance > 0 {
-        store.charge(id.clone(), points(balance)).await.expect("charge");
+        store.charge(id.clone(), points(balance), None).await.expect("charge");
     }
     id
 }
@@ -151,9 +153,9 @@ pub async fn one_payment<S: Store>(
     let at = t0() + offset;
     let order =
         form(&user, &format!("order-{name}"), &[(product, 1, 10)], at, TimeDelta::seconds(600));
-    store.place(order.clone()).await.expect("order");
+    store.place(order.clone(), None).await.expect("order");
     let the_plan = plan(&order, at);
-    store.commit_payment(the_plan.clone()).await.expect("payment");
+    store.commit_payment(the_plan.clone(), None).await.expect("payment");
     the_plan
 }
 

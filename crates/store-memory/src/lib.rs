@@ -15,13 +15,14 @@ use chrono::{DateTime, Utc};
 use domain::errors::{
     AddProductError, ChargeError, EditProductError, PayError, PlaceOrderError, RegisterError,
 };
+use domain::idempotency::{IdempotencyError, IdempotencyRecord, Outcome, Remember};
 use domain::model::{
     sales_hour, CatalogPage, NewProduct, Order, OrderLine, OutboxBacklog, OutboxEntry,
     PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit, RankedProduct, User,
 };
 use domain::ports::{
-    HealthProbe, OrderRepository, Outbox, PaymentRepository, ProductRepository, SalesRanking,
-    UserRepository,
+    HealthProbe, IdempotencyStore, OrderRepository, Outbox, PaymentRepository, ProductRepository,
+    SalesRanking, UserRepository,
 };
 use domain::values::{AmountError, EventId, Points, Price, ProductId, ProductName, Stock, UserId};
 
@@ -50,6 +51,8 @@ struct State {
     next_event_seq: u64,
     /// Delivered events, until the retention purge: only what the purge needs.
     delivered: VecDeque<(DateTime<Utc>, EventId)>,
+    /// Outcomes of calls made with an idempotency key, with their expiry.
+    idempotency: HashMap<(UserId, String), (IdempotencyRecord, DateTime<Utc>)>,
 }
 
 #[derive(Debug)]
@@ -95,6 +98,27 @@ impl MemoryStore {
 }
 
 impl State {
+    /// Refuses a key that holds an unexpired outcome (checked before any change).
+    fn check_key(&self, remember: Option<&Remember>) -> Result<(), IdempotencyError> {
+        let Some(remember) = remember else { return Ok(()) };
+        let entry = (remember.key.user().clone(), remember.key.key().to_owned());
+        match self.idempotency.get(&entry) {
+            Some((_, expires_at)) if *expires_at > remember.at => {
+                Err(IdempotencyError::AlreadyUsed)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn remember(&mut self, remember: Option<Remember>, outcome: Outcome) {
+        if let Some(remember) = remember {
+            let entry = (remember.key.user().clone(), remember.key.key().to_owned());
+            let record =
+                IdempotencyRecord { fingerprint: remember.key.fingerprint().to_owned(), outcome };
+            self.idempotency.insert(entry, (record, remember.expires_at));
+        }
+    }
+
     /// Gives a pending form's units back to the available stock and forgets the form.
     fn release(&mut self, user: &UserId) -> anyhow::Result<()> {
         let Some(order) = self.pending.remove(user) else {
@@ -132,13 +156,23 @@ impl UserRepository for MemoryStore {
         Ok(User { id, balance: Points::ZERO })
     }
 
-    async fn charge(&self, id: UserId, amount: Points) -> Result<Points, ChargeError> {
+    async fn charge(
+        &self,
+        id: UserId,
+        amount: Points,
+        remember: Option<Remember>,
+    ) -> Result<Points, ChargeError> {
         let mut state = self.lock();
+        state.check_key(remember.as_ref())?;
         let Some(balance) = state.users.get_mut(&id) else {
             return Err(ChargeError::UnknownUser(id));
         };
-        *balance = balance.checked_add(amount)?;
-        Ok(*balance)
+        let balance = {
+            *balance = balance.checked_add(amount)?;
+            *balance
+        };
+        state.remember(remember, Outcome::Charged { balance });
+        Ok(balance)
     }
 
     async fn balance(&self, id: UserId) -> anyhow::Result<Option<Points>> {
@@ -217,8 +251,13 @@ impl ProductRepository for MemoryStore {
 
 #[async_trait]
 impl OrderRepository for MemoryStore {
-    async fn place(&self, order: Order) -> Result<Order, PlaceOrderError> {
+    async fn place(
+        &self,
+        order: Order,
+        remember: Option<Remember>,
+    ) -> Result<Order, PlaceOrderError> {
         let mut state = self.lock();
+        state.check_key(remember.as_ref())?;
         let Some(&balance) = state.users.get(&order.user_id) else {
             return Err(PlaceOrderError::UnknownUser(order.user_id));
         };
@@ -249,6 +288,7 @@ impl OrderRepository for MemoryStore {
         }
         state.due.insert((order.expires_at, order.user_id.clone()));
         state.pending.insert(order.user_id.clone(), order.clone());
+        state.remember(remember, Outcome::Ordered(order.clone()));
         Ok(order)
     }
 
@@ -274,8 +314,13 @@ impl OrderRepository for MemoryStore {
 
 #[async_trait]
 impl PaymentRepository for MemoryStore {
-    async fn commit_payment(&self, plan: PaymentPlan) -> Result<PaymentReceipt, PayError> {
+    async fn commit_payment(
+        &self,
+        plan: PaymentPlan,
+        remember: Option<Remember>,
+    ) -> Result<PaymentReceipt, PayError> {
         let mut state = self.lock();
+        state.check_key(remember.as_ref())?;
         let payment = plan.payment;
         let Some(form) = state.pending.get(&payment.user_id) else {
             return Err(PayError::NoPendingOrder);
@@ -310,7 +355,9 @@ impl PaymentRepository for MemoryStore {
             seq,
             QueuedEvent { seq, event: plan.event, attempts: 0, due_at, last_error: None },
         );
-        Ok(PaymentReceipt { payment, balance })
+        let receipt = PaymentReceipt { payment, balance };
+        state.remember(remember, Outcome::Paid(receipt.clone()));
+        Ok(receipt)
     }
 }
 
@@ -410,6 +457,38 @@ impl Outbox for MemoryStore {
             !purge
         });
         Ok(purged)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn recall(
+        &self,
+        user: UserId,
+        key: String,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<IdempotencyRecord>> {
+        let state = self.lock();
+        Ok(state
+            .idempotency
+            .get(&(user, key))
+            .filter(|(_, expires_at)| *expires_at > now)
+            .map(|(record, _)| record.clone()))
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<usize> {
+        let mut state = self.lock();
+        let expired: Vec<(UserId, String)> = state
+            .idempotency
+            .iter()
+            .filter(|(_, (_, expires_at))| *expires_at <= now)
+            .take(limit)
+            .map(|(entry, _)| entry.clone())
+            .collect();
+        for entry in &expired {
+            state.idempotency.remove(entry);
+        }
+        Ok(expired.len())
     }
 }
 

@@ -5,10 +5,12 @@ use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use domain::errors::{AddProductError, ChargeError, EditProductError, RegisterError};
+use domain::idempotency::Remember;
 use domain::model::{CatalogPage, NewProduct, Product, ProductEdit, User};
 use domain::ports::{ProductRepository, UserRepository};
 use domain::values::{AmountError, Points, ProductId, UserId};
 
+use crate::idempotency;
 use crate::rows::ProductRow;
 use crate::schema::{products, users};
 use crate::tx::{reject, transaction, TxError};
@@ -34,30 +36,38 @@ impl UserRepository for MysqlStore {
         }
     }
 
-    async fn charge(&self, id: UserId, amount: Points) -> Result<Points, ChargeError> {
-        self.blocking(move |c| {
-            transaction(c, |c| {
-                let key = id.as_str();
-                // One atomic increment, guarded so the sum never passes i64::MAX.
-                let updated = diesel::update(
-                    users::table.find(key).filter(users::balance.le(i64::MAX - amount.get())),
-                )
-                .set(users::balance.eq(users::balance + amount.get()))
-                .execute(c)?;
-                let balance: Option<i64> =
-                    users::table.find(key).select(users::balance).first(c).optional()?;
-                match (updated, balance) {
-                    (1, Some(balance)) => Ok(Points::new(balance)
-                        .map_err(anyhow::Error::from)
-                        .map_err(ChargeError::from)
-                        .map_err(TxError::Rejected)?),
-                    (_, None) => reject(ChargeError::UnknownUser(id.clone())),
-                    (_, Some(_)) => reject(ChargeError::Amount(AmountError::Overflow)),
-                }
+    async fn charge(
+        &self,
+        id: UserId,
+        amount: Points,
+        remember: Option<Remember>,
+    ) -> Result<Points, ChargeError> {
+        let balance = self
+            .blocking(move |c| {
+                transaction(c, |c| {
+                    idempotency::claim(c, remember.as_ref(), idempotency::CHARGED)?;
+                    let key = id.as_str();
+                    // One atomic increment, guarded so the sum never passes i64::MAX.
+                    let updated = diesel::update(
+                        users::table.find(key).filter(users::balance.le(i64::MAX - amount.get())),
+                    )
+                    .set(users::balance.eq(users::balance + amount.get()))
+                    .execute(c)?;
+                    let balance: Option<i64> =
+                        users::table.find(key).select(users::balance).first(c).optional()?;
+                    match (updated, balance) {
+                        (1, Some(balance)) => {
+                            idempotency::complete(c, remember.as_ref(), Some(balance), None, None)?;
+                            Ok(balance)
+                        }
+                        (_, None) => reject(ChargeError::UnknownUser(id.clone())),
+                        (_, Some(_)) => reject(ChargeError::Amount(AmountError::Overflow)),
+                    }
+                })
+                .map_err(TxError::into_error)
             })
-            .map_err(TxError::into_error)
-        })
-        .await?
+            .await??;
+        Ok(Points::new(balance).map_err(anyhow::Error::from)?)
     }
 
     async fn balance(&self, id: UserId) -> anyhow::Result<Option<Points>> {

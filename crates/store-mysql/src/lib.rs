@@ -11,6 +11,7 @@
 //! - Times come from the domain's clock, never from `NOW()`, and are stored as UTC `DATETIME(6)`.
 
 mod catalog;
+mod idempotency;
 mod orders;
 mod outbox;
 mod reads;

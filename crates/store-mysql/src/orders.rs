@@ -12,10 +12,12 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Datetime};
 use domain::errors::{PayError, PlaceOrderError};
+use domain::idempotency::Remember;
 use domain::model::{sales_hour, Order, PaymentPlan, PaymentReceipt};
 use domain::ports::{OrderRepository, PaymentRepository};
 use domain::values::{Points, ProductId, UserId};
 
+use crate::idempotency;
 use crate::rows::{to_db, FormRow, LineRow, NewForm, EXPIRED, PAID, PENDING, REPLACED};
 use crate::schema::{order_forms, order_lines, outbox_events, payments, products, users};
 use crate::tx::{reject, transaction, TxError};
@@ -68,7 +70,12 @@ fn units_per_product(lines: &[LineRow]) -> BTreeMap<i64, i64> {
     units
 }
 
-fn place(c: &mut Conn, order: &Order) -> Result<(), TxError<PlaceOrderError>> {
+fn place(
+    c: &mut Conn,
+    order: &Order,
+    remember: Option<&Remember>,
+) -> Result<(), TxError<PlaceOrderError>> {
+    idempotency::claim(c, remember, idempotency::ORDERED)?;
     let user = &order.user_id;
     let Some(balance) = lock_user(c, user)? else {
         return reject(PlaceOrderError::UnknownUser(user.clone()));
@@ -128,7 +135,7 @@ fn place(c: &mut Conn, order: &Order) -> Result<(), TxError<PlaceOrderError>> {
     }
     diesel::insert_into(order_forms::table).values(NewForm::pending(order)).execute(c)?;
     diesel::insert_into(order_lines::table).values(LineRow::of(order)).execute(c)?;
-    Ok(())
+    idempotency::complete(c, remember, None, Some(order.id.as_str()), None)
 }
 
 fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usize> {
@@ -163,7 +170,12 @@ fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usi
     Ok(expired)
 }
 
-fn commit_payment(c: &mut Conn, plan: &PaymentPlan) -> Result<Points, TxError<PayError>> {
+fn commit_payment(
+    c: &mut Conn,
+    plan: &PaymentPlan,
+    remember: Option<&Remember>,
+) -> Result<Points, TxError<PayError>> {
+    idempotency::claim(c, remember, idempotency::PAID)?;
     let payment = &plan.payment;
     let user = &payment.user_id;
     let amount = payment.amount.get();
@@ -240,14 +252,20 @@ fn commit_payment(c: &mut Conn, plan: &PaymentPlan) -> Result<Points, TxError<Pa
             outbox_events::next_attempt_at.eq(to_db(plan.event.occurred_at)),
         ))
         .execute(c)?;
-    Points::new(balance - amount).map_err(|e| TxError::Rejected(anyhow!(e).into()))
+    let balance_after = balance - amount;
+    idempotency::complete(c, remember, Some(balance_after), None, Some(payment.id.as_str()))?;
+    Points::new(balance_after).map_err(|e| TxError::Rejected(anyhow!(e).into()))
 }
 
 #[async_trait]
 impl OrderRepository for MysqlStore {
-    async fn place(&self, order: Order) -> Result<Order, PlaceOrderError> {
+    async fn place(
+        &self,
+        order: Order,
+        remember: Option<Remember>,
+    ) -> Result<Order, PlaceOrderError> {
         self.blocking(move |c| {
-            transaction(c, |c| place(c, &order)).map_err(TxError::into_error)?;
+            transaction(c, |c| place(c, &order, remember.as_ref())).map_err(TxError::into_error)?;
             Ok(order)
         })
         .await?
@@ -286,10 +304,14 @@ impl OrderRepository for MysqlStore {
 
 #[async_trait]
 impl PaymentRepository for MysqlStore {
-    async fn commit_payment(&self, plan: PaymentPlan) -> Result<PaymentReceipt, PayError> {
+    async fn commit_payment(
+        &self,
+        plan: PaymentPlan,
+        remember: Option<Remember>,
+    ) -> Result<PaymentReceipt, PayError> {
         self.blocking(move |c| {
-            let balance =
-                transaction(c, |c| commit_payment(c, &plan)).map_err(TxError::into_error)?;
+            let balance = transaction(c, |c| commit_payment(c, &plan, remember.as_ref()))
+                .map_err(TxError::into_error)?;
             Ok(PaymentReceipt { payment: plan.payment, balance })
         })
         .await?

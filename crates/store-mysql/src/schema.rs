@@ -80,6 +80,7 @@ diesel::joinable!(sales_hourly -> products (product_id));
 diesel::joinable!(outbox_events -> payments (payment_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    idempotency_keys,
     users,
     products,
     order_forms,
@@ -88,3 +89,17 @@ diesel::allow_tables_to_appear_in_same_query!(
     sales_hourly,
     outbox_events,
 );
+
+diesel::table! {
+    idempotency_keys (user_id, idem_key) {
+        user_id -> Varchar,
+        idem_key -> Varchar,
+        fingerprint -> Varchar,
+        outcome -> Varchar,
+        balance -> Nullable<BigInt>,
+        order_id -> Nullable<Varchar>,
+        payment_id -> Nullable<Varchar>,
+        created_at -> Datetime,
+        expires_at -> Datetime,
+    }
+}

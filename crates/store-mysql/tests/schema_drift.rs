@@ -6,7 +6,8 @@ use diesel::prelude::*;
 use diesel::sql_types::Text;
 use diesel::{debug_query, Connection, MysqlConnection, QueryableByName};
 use store_mysql::schema::{
-    order_forms, order_lines, outbox_events, payments, products, sales_hourly, users,
+    idempotency_keys, order_forms, order_lines, outbox_events, payments, products, sales_hourly,
+    users,
 };
 use store_mysql::testing::fresh_database_url;
 
@@ -39,6 +40,10 @@ fn schema_rs_matches_the_migrations() {
         ("payments", declared(payments::table.select(payments::all_columns))),
         ("sales_hourly", declared(sales_hourly::table.select(sales_hourly::all_columns))),
         ("outbox_events", declared(outbox_events::table.select(outbox_events::all_columns))),
+        (
+            "idempotency_keys",
+            declared(idempotency_keys::table.select(idempotency_keys::all_columns)),
+        ),
     ];
     let migrated: Vec<String> = diesel::sql_query(
         "SELECT table_name AS name FROM information_schema.tables \
@@ -72,6 +77,6 @@ fn schema_rs_matches_the_migrations() {
 #[test]
 fn migrating_twice_applies_nothing_the_second_time() {
     let url = fresh_database_url();
-    assert_eq!(store_mysql::migrate(&url).expect("first run").len(), 7);
+    assert_eq!(store_mysql::migrate(&url).expect("first run").len(), 8);
     assert!(store_mysql::migrate(&url).expect("second run").is_empty());
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -12,14 +13,17 @@ use crate::errors::{
     AddProductError, BalanceError, CatalogError, ChargeError, EditProductError, PayError,
     PendingOrderError, PlaceOrderError, ProductLookupError, RankingError, RegisterError,
 };
+use crate::idempotency::{
+    IdempotencyError, IdempotencyKey, IdempotencyRecord, InFlight, Outcome, Remember, REPLAY_FOR,
+};
 use crate::model::{
     ranking_window_start, CatalogPage, NewProduct, Order, OrderItems, OrderLine, OrderStatus,
     OutboxBacklog, Payment, PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit,
     RankedProduct, User,
 };
 use crate::ports::{
-    Clock, HealthProbe, IdGenerator, OrderRepository, Outbox, PaymentRepository, ProductRepository,
-    SalesRanking, UserRepository,
+    Clock, HealthProbe, IdGenerator, IdempotencyStore, OrderRepository, Outbox, PaymentRepository,
+    ProductRepository, SalesRanking, UserRepository,
 };
 use crate::values::{EventId, OrderId, PaymentId, Points, ProductId, UserId};
 
@@ -67,6 +71,7 @@ pub struct Stores {
     pub payments: Arc<dyn PaymentRepository>,
     pub ranking: Arc<dyn SalesRanking>,
     pub outbox: Arc<dyn Outbox>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
     pub health: Arc<dyn HealthProbe>,
 }
 
@@ -80,6 +85,7 @@ impl Stores {
             + PaymentRepository
             + SalesRanking
             + Outbox
+            + IdempotencyStore
             + HealthProbe,
     {
         Self {
@@ -89,6 +95,7 @@ impl Stores {
             payments: store.clone(),
             ranking: store.clone(),
             outbox: store.clone(),
+            idempotency: store.clone(),
             health: store,
         }
     }
@@ -107,6 +114,7 @@ pub struct Mall {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     settings: Settings,
+    in_flight: Arc<InFlight>,
 }
 
 impl fmt::Debug for Mall {
@@ -122,7 +130,7 @@ impl Mall {
         ids: Arc<dyn IdGenerator>,
         settings: Settings,
     ) -> Self {
-        Self { stores, clock, ids, settings }
+        Self { stores, clock, ids, settings, in_flight: Arc::default() }
     }
 
     pub fn settings(&self) -> Settings {
@@ -141,8 +149,17 @@ impl Mall {
     ///
     /// # Errors
     /// [`ChargeError::UnknownUser`]; [`ChargeError::Amount`] when the balance would overflow.
-    pub async fn charge(&self, id: UserId, amount: Points) -> Result<Points, ChargeError> {
-        self.stores.users.charge(id, amount).await
+    pub async fn charge(
+        &self,
+        id: UserId,
+        amount: Points,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Points, ChargeError> {
+        let replay = |outcome| match outcome {
+            Outcome::Charged { balance } => Some(balance),
+            _ => None,
+        };
+        self.with_key(key, replay, |remember| self.stores.users.charge(id, amount, remember)).await
     }
 
     /// # Errors
@@ -195,6 +212,20 @@ impl Mall {
         &self,
         user: UserId,
         items: OrderItems,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Order, PlaceOrderError> {
+        let replay = |outcome| match outcome {
+            Outcome::Ordered(order) => Some(order),
+            _ => None,
+        };
+        self.with_key(key, replay, |remember| self.place_order_now(user, items, remember)).await
+    }
+
+    async fn place_order_now(
+        &self,
+        user: UserId,
+        items: OrderItems,
+        remember: Option<Remember>,
     ) -> Result<Order, PlaceOrderError> {
         if self.stores.users.balance(user.clone()).await?.is_none() {
             return Err(PlaceOrderError::UnknownUser(user));
@@ -226,7 +257,7 @@ impl Mall {
             expires_at: now + self.settings.order_ttl,
             status: OrderStatus::Pending,
         };
-        self.stores.orders.place(order).await
+        self.stores.orders.place(order, remember).await
     }
 
     /// The user's order form that is waiting for payment.
@@ -250,7 +281,25 @@ impl Mall {
     /// # Errors
     /// In SPEC order: [`PayError::UnknownUser`], [`PayError::NoPendingOrder`],
     /// [`PayError::ItemsMismatch`], [`PayError::LackOfPoints`].
-    pub async fn pay(&self, user: UserId, items: OrderItems) -> Result<PaymentReceipt, PayError> {
+    pub async fn pay(
+        &self,
+        user: UserId,
+        items: OrderItems,
+        key: Option<IdempotencyKey>,
+    ) -> Result<PaymentReceipt, PayError> {
+        let replay = |outcome| match outcome {
+            Outcome::Paid(receipt) => Some(receipt),
+            _ => None,
+        };
+        self.with_key(key, replay, |remember| self.pay_now(user, items, remember)).await
+    }
+
+    async fn pay_now(
+        &self,
+        user: UserId,
+        items: OrderItems,
+        remember: Option<Remember>,
+    ) -> Result<PaymentReceipt, PayError> {
         if self.stores.users.balance(user.clone()).await?.is_none() {
             return Err(PayError::UnknownUser(user));
         }
@@ -275,7 +324,7 @@ impl Mall {
             occurred_at: now,
             payment: payment.clone(),
         };
-        self.stores.payments.commit_payment(PaymentPlan { payment, event }).await
+        self.stores.payments.commit_payment(PaymentPlan { payment, event }, remember).await
     }
 
     /// The best sellers of the rolling window, best first.
@@ -304,6 +353,64 @@ impl Mall {
         let outbox = self.stores.outbox.backlog().await?;
         Ok(HealthReport { outbox, checked_at: self.clock.now() })
     }
+}
+
+impl Mall {
+    /// Runs a state-changing call under an optional idempotency key: a key already used
+    /// replays its stored outcome (or is refused if the request differs); a key in use by a
+    /// running call is refused; otherwise the call runs and its store keeps the outcome.
+    async fn with_key<T, E, Run, Fut>(
+        &self,
+        key: Option<IdempotencyKey>,
+        replay: impl Fn(Outcome) -> Option<T>,
+        run: Run,
+    ) -> Result<T, E>
+    where
+        Run: FnOnce(Option<Remember>) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: From<IdempotencyError> + From<anyhow::Error>,
+    {
+        let Some(key) = key else { return run(None).await };
+        let _running = self.in_flight.claim(&key)?;
+        if let Some(record) = self.recall(&key).await? {
+            return replayed(record, &key, &replay);
+        }
+        let at = self.clock.now();
+        let remember = Remember { key: key.clone(), at, expires_at: at + REPLAY_FOR };
+        match run(Some(remember)).await {
+            Ok(value) => Ok(value),
+            // Another instance may have finished a call with this key meanwhile: its outcome
+            // wins over whatever this attempt ran into.
+            Err(error) => match self.recall(&key).await? {
+                Some(record) => replayed(record, &key, &replay),
+                None => Err(error),
+            },
+        }
+    }
+
+    async fn recall(&self, key: &IdempotencyKey) -> anyhow::Result<Option<IdempotencyRecord>> {
+        let (user, raw) = (key.user().clone(), key.key().to_owned());
+        self.stores.idempotency.recall(user, raw, self.clock.now()).await
+    }
+
+    /// Deletes up to `limit` stored outcomes past their replay period.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn purge_idempotency_keys(&self, limit: usize) -> anyhow::Result<usize> {
+        self.stores.idempotency.purge_expired(self.clock.now(), limit).await
+    }
+}
+
+fn replayed<T, E: From<IdempotencyError>>(
+    record: IdempotencyRecord,
+    key: &IdempotencyKey,
+    replay: &impl Fn(Outcome) -> Option<T>,
+) -> Result<T, E> {
+    if record.fingerprint != key.fingerprint() {
+        return Err(IdempotencyError::Mismatch.into());
+    }
+    replay(record.outcome).ok_or_else(|| IdempotencyError::Mismatch.into())
 }
 
 fn order_total(lines: &[OrderLine]) -> Result<Points, PlaceOrderError> {

@@ -11,8 +11,8 @@ use mockall::predicate::eq;
 use super::*;
 use crate::model::{sales_hour, OrderItemsError};
 use crate::ports::{
-    MockClock, MockHealthProbe, MockIdGenerator, MockOrderRepository, MockOutbox,
-    MockPaymentRepository, MockProductRepository, MockSalesRanking, MockUserRepository,
+    MockClock, MockHealthProbe, MockIdGenerator, MockIdempotencyStore, MockOrderRepository,
+    MockOutbox, MockPaymentRepository, MockProductRepository, MockSalesRanking, MockUserRepository,
 };
 use crate::values::{AmountError, Count, Price, ProductName, Stock};
 
@@ -74,6 +74,7 @@ struct Ports {
     payments: MockPaymentRepository,
     ranking: MockSalesRanking,
     outbox: MockOutbox,
+    idempotency: MockIdempotencyStore,
     health: MockHealthProbe,
 }
 
@@ -102,6 +103,7 @@ impl Ports {
             payments: Arc::new(self.payments),
             ranking: Arc::new(self.ranking),
             outbox: Arc::new(self.outbox),
+            idempotency: Arc::new(self.idempotency),
             health: Arc::new(self.health),
         };
         Mall::new(stores, Arc::new(clock), Arc::new(ids), Settings::default())
@@ -130,23 +132,26 @@ async fn charge_returns_the_new_balance_and_passes_errors_through() {
     ports
         .users
         .expect_charge()
-        .with(eq(user("alice")), eq(points(5)))
-        .returning(|_, _| Ok(points(15)));
+        .with(eq(user("alice")), eq(points(5)), eq(None))
+        .returning(|_, _, _| Ok(points(15)));
     ports
         .users
         .expect_charge()
-        .with(eq(user("bob")), eq(points(5)))
-        .returning(|id, _| Err(ChargeError::UnknownUser(id)));
+        .with(eq(user("bob")), eq(points(5)), eq(None))
+        .returning(|id, _, _| Err(ChargeError::UnknownUser(id)));
     ports
         .users
         .expect_charge()
-        .with(eq(user("rich")), eq(points(5)))
-        .returning(|_, _| Err(ChargeError::Amount(AmountError::Overflow)));
+        .with(eq(user("rich")), eq(points(5)), eq(None))
+        .returning(|_, _, _| Err(ChargeError::Amount(AmountError::Overflow)));
     let mall = ports.mall();
-    assert_eq!(mall.charge(user("alice"), points(5)).await.ok(), Some(points(15)));
-    assert!(matches!(mall.charge(user("bob"), points(5)).await, Err(ChargeError::UnknownUser(_))));
+    assert_eq!(mall.charge(user("alice"), points(5), None).await.ok(), Some(points(15)));
     assert!(matches!(
-        mall.charge(user("rich"), points(5)).await,
+        mall.charge(user("bob"), points(5), None).await,
+        Err(ChargeError::UnknownUser(_))
+    ));
+    assert!(matches!(
+        mall.charge(user("rich"), points(5), None).await,
         Err(ChargeError::Amount(AmountError::Overflow))
     ));
 }
@@ -166,7 +171,7 @@ async fn store_failures_surface_as_unexpected() {
     let mall = ports.mall();
     assert!(matches!(mall.balance(user("alice")).await, Err(BalanceError::Unexpected(_))));
     assert!(matches!(
-        mall.place_order(user("alice"), items(&[(1, 1)])).await,
+        mall.place_order(user("alice"), items(&[(1, 1)]), None).await,
         Err(PlaceOrderError::Unexpected(_))
     ));
 }
@@ -219,7 +224,7 @@ async fn edit_product_passes_unknown_product_and_overflow_through() {
 #[tokio::test]
 async fn place_order_rejects_an_unknown_user_before_reading_products() {
     let mall = Ports::default().unknown_user().mall();
-    let result = mall.place_order(user("ghost"), items(&[(1, 1)])).await;
+    let result = mall.place_order(user("ghost"), items(&[(1, 1)]), None).await;
     assert!(matches!(result, Err(PlaceOrderError::UnknownUser(_))));
 }
 
@@ -231,7 +236,7 @@ async fn place_order_rejects_an_unknown_product_without_reserving() {
         .expect_products()
         .with(eq(vec![pid(1), pid(9)]))
         .returning(|_| Ok(vec![product(1, 10, 5)]));
-    let result = ports.mall().place_order(user("alice"), items(&[(9, 1), (1, 1)])).await;
+    let result = ports.mall().place_order(user("alice"), items(&[(9, 1), (1, 1)]), None).await;
     assert!(matches!(result, Err(PlaceOrderError::UnknownProduct(id)) if id == pid(9)));
 }
 
@@ -242,12 +247,12 @@ async fn place_order_rejects_a_total_that_overflows_without_reserving() {
         .products
         .expect_products()
         .returning(|_| Ok(vec![product(1, i64::MAX / 2, 5), product(2, 3, 5)]));
-    let result = ports.mall().place_order(user("alice"), items(&[(1, 2), (2, 1)])).await;
+    let result = ports.mall().place_order(user("alice"), items(&[(1, 2), (2, 1)]), None).await;
     assert!(matches!(result, Err(PlaceOrderError::Amount(AmountError::Overflow))));
 
     let mut ports = Ports::default().known_user(1_000);
     ports.products.expect_products().returning(|_| Ok(vec![product(1, i64::MAX, 5)]));
-    let result = ports.mall().place_order(user("alice"), items(&[(1, 2)])).await;
+    let result = ports.mall().place_order(user("alice"), items(&[(1, 2)]), None).await;
     assert!(matches!(result, Err(PlaceOrderError::Amount(AmountError::Overflow))));
 }
 
@@ -255,10 +260,10 @@ async fn place_order_rejects_a_total_that_overflows_without_reserving() {
 async fn place_order_prices_the_lines_and_sets_the_expiry() {
     let mut ports = Ports::default().known_user(1_000);
     ports.products.expect_products().returning(|_| Ok(vec![product(1, 100, 5), product(2, 50, 5)]));
-    ports.orders.expect_place().times(1).returning(Ok);
+    ports.orders.expect_place().times(1).returning(|order, _| Ok(order));
     let order = ports
         .mall()
-        .place_order(user("alice"), items(&[(2, 1), (1, 1), (1, 1)]))
+        .place_order(user("alice"), items(&[(2, 1), (1, 1), (1, 1)]), None)
         .await
         .expect("order placed");
     assert_eq!(order.id, OrderId::new("id-1"));
@@ -283,8 +288,8 @@ async fn place_order_passes_the_stores_stock_and_points_verdicts_through() {
             .orders
             .expect_place()
             .times(1)
-            .returning(move |_| Err(verdict.take().expect("called once")));
-        let result = ports.mall().place_order(user("alice"), items(&[(1, 1)])).await;
+            .returning(move |_, _| Err(verdict.take().expect("called once")));
+        let result = ports.mall().place_order(user("alice"), items(&[(1, 1)]), None).await;
         assert_eq!(result.map(|_| ()).map_err(|e| e.to_string()), Err(expected));
     }
 }
@@ -323,7 +328,7 @@ async fn pending_order_is_gone_at_the_expiry_instant() {
 #[tokio::test]
 async fn pay_rejects_an_unknown_user() {
     let mall = Ports::default().unknown_user().mall();
-    let result = mall.pay(user("ghost"), items(&[(1, 2)])).await;
+    let result = mall.pay(user("ghost"), items(&[(1, 2)]), None).await;
     assert!(matches!(result, Err(PayError::UnknownUser(_))));
 }
 
@@ -331,7 +336,7 @@ async fn pay_rejects_an_unknown_user() {
 async fn pay_without_a_pending_form_is_no_pending_order() {
     let mut ports = Ports::default().known_user(1_000);
     ports.orders.expect_pending().returning(|_, _| Ok(None));
-    let result = ports.mall().pay(user("alice"), items(&[(1, 2), (2, 1)])).await;
+    let result = ports.mall().pay(user("alice"), items(&[(1, 2), (2, 1)]), None).await;
     assert!(matches!(result, Err(PayError::NoPendingOrder)));
 }
 
@@ -339,7 +344,7 @@ async fn pay_without_a_pending_form_is_no_pending_order() {
 async fn pay_at_the_expiry_instant_fails_without_touching_the_balance() {
     let mut ports = Ports::default().known_user(1_000);
     ports.orders.expect_pending().returning(|_, now| Ok(Some(pending_form(now))));
-    let result = ports.mall().pay(user("alice"), items(&[(1, 2), (2, 1)])).await;
+    let result = ports.mall().pay(user("alice"), items(&[(1, 2), (2, 1)]), None).await;
     assert!(matches!(result, Err(PayError::NoPendingOrder)));
 }
 
@@ -351,7 +356,7 @@ async fn pay_with_items_that_differ_from_the_form_is_rejected() {
             .orders
             .expect_pending()
             .returning(|_, now| Ok(Some(pending_form(now + TimeDelta::seconds(1)))));
-        let result = ports.mall().pay(user("alice"), items(wrong)).await;
+        let result = ports.mall().pay(user("alice"), items(wrong), None).await;
         assert!(matches!(result, Err(PayError::ItemsMismatch)), "{wrong:?}");
     }
 }
@@ -367,9 +372,10 @@ async fn pay_commits_one_plan_with_the_form_total_and_a_fresh_event_id() {
         .payments
         .expect_commit_payment()
         .times(1)
-        .withf(|plan| {
+        .withf(|plan, remember| {
             let p = &plan.payment;
-            p.order_id == OrderId::new("order-1")
+            remember.is_none()
+                && p.order_id == OrderId::new("order-1")
                 && p.user_id.as_str() == "alice"
                 && p.amount.get() == 250
                 && p.paid_at == t0()
@@ -378,8 +384,9 @@ async fn pay_commits_one_plan_with_the_form_total_and_a_fresh_event_id() {
                 && plan.event.occurred_at == t0()
                 && plan.event.event_id.as_str() != p.id.as_str()
         })
-        .returning(|plan| Ok(PaymentReceipt { payment: plan.payment, balance: points(750) }));
-    let receipt = ports.mall().pay(user("alice"), items(&[(2, 1), (1, 2)])).await.expect("paid");
+        .returning(|plan, _| Ok(PaymentReceipt { payment: plan.payment, balance: points(750) }));
+    let receipt =
+        ports.mall().pay(user("alice"), items(&[(2, 1), (1, 2)]), None).await.expect("paid");
     assert_eq!(receipt.balance, points(750));
     assert_eq!(receipt.payment.amount, points(250));
 }
@@ -397,8 +404,8 @@ async fn pay_passes_the_stores_verdict_through() {
         ports
             .payments
             .expect_commit_payment()
-            .returning(move |_| Err(verdict.take().expect("called once")));
-        let result = ports.mall().pay(user("alice"), items(&[(1, 2), (2, 1)])).await;
+            .returning(move |_, _| Err(verdict.take().expect("called once")));
+        let result = ports.mall().pay(user("alice"), items(&[(1, 2), (2, 1)]), None).await;
         assert_eq!(result.map(|_| ()).map_err(|e| e.to_string()), Err(expected));
     }
 }
@@ -447,4 +454,89 @@ async fn health_needs_the_store_and_reports_the_outbox_backlog() {
     let mut ports = Ports::default();
     ports.health.expect_check().returning(|| Err(anyhow!("unreachable")));
     assert!(ports.mall().health().await.is_err(), "the backlog is not read from a dead store");
+}
+
+fn idem(key: &str, fingerprint: &str) -> crate::idempotency::IdempotencyKey {
+    crate::idempotency::IdempotencyKey::new(user("alice"), key, fingerprint.into()).expect("key")
+}
+
+fn stored(
+    fingerprint: &str,
+    outcome: crate::idempotency::Outcome,
+) -> crate::idempotency::IdempotencyRecord {
+    crate::idempotency::IdempotencyRecord { fingerprint: fingerprint.into(), outcome }
+}
+
+#[tokio::test]
+async fn a_first_call_with_a_key_asks_the_store_to_remember_it_for_a_day() {
+    let mut ports = Ports::default();
+    ports.idempotency.expect_recall().times(1).returning(|_, _, _| Ok(None));
+    ports
+        .users
+        .expect_charge()
+        .withf(|_, _, remember| {
+            remember
+                .as_ref()
+                .is_some_and(|r| r.key.key() == "k1" && r.expires_at == t0() + TimeDelta::hours(24))
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(points(15)));
+    let balance = ports.mall().charge(user("alice"), points(5), Some(idem("k1", "fp"))).await;
+    assert_eq!(balance.ok(), Some(points(15)));
+}
+
+#[tokio::test]
+async fn a_used_key_replays_its_outcome_without_touching_the_balance() {
+    let mut ports = Ports::default();
+    ports.idempotency.expect_recall().returning(|_, _, _| {
+        Ok(Some(stored("fp", crate::idempotency::Outcome::Charged { balance: points(15) })))
+    });
+    let mall = ports.mall();
+    for _ in 0..3 {
+        let balance = mall.charge(user("alice"), points(5), Some(idem("k1", "fp"))).await;
+        assert_eq!(balance.ok(), Some(points(15)), "the charge mock has no expectation");
+    }
+}
+
+#[tokio::test]
+async fn a_used_key_with_another_request_or_call_is_refused() {
+    let mut ports = Ports::default();
+    ports.idempotency.expect_recall().returning(|_, _, _| {
+        Ok(Some(stored("fp", crate::idempotency::Outcome::Charged { balance: points(15) })))
+    });
+    let mall = ports.mall();
+    let other_body = mall.charge(user("alice"), points(6), Some(idem("k1", "fp-other"))).await;
+    assert!(matches!(
+        other_body,
+        Err(ChargeError::Idempotency(crate::idempotency::IdempotencyError::Mismatch))
+    ));
+    let other_call = mall.pay(user("alice"), items(&[(1, 1)]), Some(idem("k1", "fp"))).await;
+    assert!(matches!(
+        other_call,
+        Err(PayError::Idempotency(crate::idempotency::IdempotencyError::Mismatch))
+    ));
+}
+
+#[tokio::test]
+async fn a_key_another_instance_used_meanwhile_replays_its_outcome() {
+    let mut ports = Ports::default();
+    let mut recalls = 0;
+    ports.idempotency.expect_recall().times(2).returning(move |_, _, _| {
+        recalls += 1;
+        Ok((recalls == 2)
+            .then(|| stored("fp", crate::idempotency::Outcome::Charged { balance: points(40) })))
+    });
+    ports.users.expect_charge().times(1).returning(|_, _, _| {
+        Err(ChargeError::Idempotency(crate::idempotency::IdempotencyError::AlreadyUsed))
+    });
+    let balance = ports.mall().charge(user("alice"), points(5), Some(idem("k1", "fp"))).await;
+    assert_eq!(balance.ok(), Some(points(40)));
+}
+
+#[tokio::test]
+async fn a_rejected_call_with_a_key_stays_rejected_and_remembers_nothing() {
+    let mut ports = Ports::default().unknown_user();
+    ports.idempotency.expect_recall().times(2).returning(|_, _, _| Ok(None));
+    let result = ports.mall().pay(user("alice"), items(&[(1, 1)]), Some(idem("k1", "fp"))).await;
+    assert!(matches!(result, Err(PayError::UnknownUser(_))));
 }

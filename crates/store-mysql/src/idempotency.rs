@@ -1,0 +1,184 @@
+//! Idempotency keys: claimed first in the call's transaction, completed with the outcome at its
+//! end, replayed by reading the order or payment back.
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use domain::idempotency::{IdempotencyError, IdempotencyRecord, Outcome, Remember};
+use domain::model::{Payment, PaymentReceipt};
+use domain::ports::IdempotencyStore;
+use domain::values::{OrderId, PaymentId, Points, UserId};
+
+use crate::rows::{from_db, to_db, FormRow, LineRow};
+use crate::schema::{idempotency_keys, order_forms, order_lines, payments};
+use crate::tx::TxError;
+use crate::{Conn, MysqlStore};
+
+pub(crate) const CHARGED: &str = "charged";
+pub(crate) const ORDERED: &str = "ordered";
+pub(crate) const PAID: &str = "paid";
+
+/// Takes the key for this transaction, or rejects with `AlreadyUsed` if an unexpired outcome
+/// holds it. A concurrent call with the same key waits here until this transaction ends.
+pub(crate) fn claim<E: From<IdempotencyError>>(
+    c: &mut Conn,
+    remember: Option<&Remember>,
+    outcome: &str,
+) -> Result<(), TxError<E>> {
+    let Some(remember) = remember else { return Ok(()) };
+    let (user, key) = (remember.key.user().as_str(), remember.key.key());
+    diesel::delete(
+        idempotency_keys::table
+            .find((user, key))
+            .filter(idempotency_keys::expires_at.le(to_db(remember.at))),
+    )
+    .execute(c)?;
+    let inserted = diesel::insert_into(idempotency_keys::table)
+        .values((
+            idempotency_keys::user_id.eq(user),
+            idempotency_keys::idem_key.eq(key),
+            idempotency_keys::fingerprint.eq(remember.key.fingerprint()),
+            idempotency_keys::outcome.eq(outcome),
+            idempotency_keys::created_at.eq(to_db(remember.at)),
+            idempotency_keys::expires_at.eq(to_db(remember.expires_at)),
+        ))
+        .execute(c);
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            Err(TxError::Rejected(IdempotencyError::AlreadyUsed.into()))
+        }
+        Err(error) => Err(TxError::Db(error)),
+    }
+}
+
+/// Completes the key's row with what the call produced.
+pub(crate) fn complete<E>(
+    c: &mut Conn,
+    remember: Option<&Remember>,
+    balance: Option<i64>,
+    order_id: Option<&str>,
+    payment_id: Option<&str>,
+) -> Result<(), TxError<E>> {
+    let Some(remember) = remember else { return Ok(()) };
+    diesel::update(
+        idempotency_keys::table.find((remember.key.user().as_str(), remember.key.key())),
+    )
+    .set((
+        idempotency_keys::balance.eq(balance),
+        idempotency_keys::order_id.eq(order_id),
+        idempotency_keys::payment_id.eq(payment_id),
+    ))
+    .execute(c)?;
+    Ok(())
+}
+
+#[derive(Debug, Queryable)]
+struct KeyRow {
+    fingerprint: String,
+    outcome: String,
+    balance: Option<i64>,
+    order_id: Option<String>,
+    payment_id: Option<String>,
+}
+
+#[derive(Debug, Queryable)]
+struct PaymentRow {
+    id: String,
+    order_id: String,
+    user_id: String,
+    amount: i64,
+    paid_at: NaiveDateTime,
+}
+
+fn recall(
+    c: &mut Conn,
+    user: &UserId,
+    key: &str,
+    now: NaiveDateTime,
+) -> anyhow::Result<Option<IdempotencyRecord>> {
+    let row: Option<KeyRow> = idempotency_keys::table
+        .find((user.as_str(), key))
+        .filter(idempotency_keys::expires_at.gt(now))
+        .select((
+            idempotency_keys::fingerprint,
+            idempotency_keys::outcome,
+            idempotency_keys::balance,
+            idempotency_keys::order_id,
+            idempotency_keys::payment_id,
+        ))
+        .first(c)
+        .optional()?;
+    let Some(row) = row else { return Ok(None) };
+    let missing = || anyhow::anyhow!("idempotency key {key} of {user} has an incomplete outcome");
+    let outcome = match row.outcome.as_str() {
+        CHARGED => Outcome::Charged { balance: Points::new(row.balance.ok_or_else(missing)?)? },
+        ORDERED => {
+            let id = row.order_id.ok_or_else(missing)?;
+            let form: FormRow =
+                order_forms::table.find(&id).select(FormRow::as_select()).first(c)?;
+            Outcome::Ordered(form.into_order(&lines(c, &id)?)?)
+        }
+        PAID => {
+            let id = row.payment_id.ok_or_else(missing)?;
+            let p: PaymentRow = payments::table
+                .find(&id)
+                .select((
+                    payments::id,
+                    payments::order_id,
+                    payments::user_id,
+                    payments::amount,
+                    payments::paid_at,
+                ))
+                .first(c)?;
+            let lines = lines(c, &p.order_id)?;
+            let payment = Payment {
+                id: PaymentId::new(p.id),
+                order_id: OrderId::new(p.order_id),
+                user_id: UserId::parse(&p.user_id)?,
+                amount: Points::new(p.amount)?,
+                paid_at: from_db(p.paid_at),
+                lines: lines.iter().map(LineRow::to_line).collect::<anyhow::Result<_>>()?,
+            };
+            let balance = Points::new(row.balance.ok_or_else(missing)?)?;
+            Outcome::Paid(PaymentReceipt { payment, balance })
+        }
+        other => anyhow::bail!("unknown idempotency outcome {other:?}"),
+    };
+    Ok(Some(IdempotencyRecord { fingerprint: row.fingerprint, outcome }))
+}
+
+fn lines(c: &mut Conn, order_id: &str) -> QueryResult<Vec<LineRow>> {
+    order_lines::table
+        .filter(order_lines::order_id.eq(order_id))
+        .order(order_lines::product_id)
+        .select(LineRow::as_select())
+        .load(c)
+}
+
+#[async_trait]
+impl IdempotencyStore for MysqlStore {
+    async fn recall(
+        &self,
+        user: UserId,
+        key: String,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<IdempotencyRecord>> {
+        self.blocking(move |c| recall(c, &user, &key, to_db(now))).await?
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<usize> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let now = to_db(now);
+        let purged = self
+            .blocking(move |c| {
+                diesel::sql_query("DELETE FROM idempotency_keys WHERE expires_at <= ? LIMIT ?")
+                    .bind::<diesel::sql_types::Datetime, _>(now)
+                    .bind::<diesel::sql_types::BigInt, _>(limit)
+                    .execute(c)
+            })
+            .await??;
+        Ok(purged)
+    }
+}
