@@ -588,8 +588,8 @@ pub async fn a_key_is_stored_with_its_effect_and_taken_once<S: Store>(store: Arc
     let tea = product_with(&store, 100, 5).await;
     let recall = |key: &str, at| store.recall(alice.clone(), key.to_owned(), at);
 
-    let balance = store.charge(alice.clone(), points(1_000), remember(&alice, "c1", t0())).await;
-    assert_eq!(balance.expect("charged").get(), 1_000);
+    let charged = store.charge(alice.clone(), points(1_000), remember(&alice, "c1", t0())).await;
+    assert_eq!(charged.expect("charged").get(), 1_000);
     let record = recall("c1", t0()).await.expect("recall").expect("stored");
     assert_eq!(record.fingerprint, "fp-c1");
     assert_eq!(record.outcome, Outcome::Charged { balance: points(1_000) });
