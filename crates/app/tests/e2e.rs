@@ -233,6 +233,90 @@ async fn an_expired_form_gives_its_stock_back_within_two_seconds(backend: Backen
     assert_eq!(app.balance("alice").await, 1_000);
 }
 
+async fn send_with_key(app: &TestApp, path: &str, key: &str, body: &Value) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("answer");
+    let status = response.status();
+    (status, response.json().await.expect("JSON"))
+}
+
+async fn a_retried_payment_is_charged_once(backend: Backend) {
+    let app = spawn_app(backend, 600).await;
+    app.user("alice", 10_000).await;
+    let item = app.product(700, 5).await;
+    let items = json!([{"product_id": item, "count": 2}]);
+    assert_eq!(app.post("/order/alice", items.clone()).await.0, StatusCode::OK);
+
+    let mut pays = JoinSet::new();
+    for _ in 0..20 {
+        let (client, url, items) =
+            (app.client.clone(), format!("{}/order/alice/pay", app.base), items.clone());
+        pays.spawn(async move {
+            let response = client
+                .post(url)
+                .header("Idempotency-Key", "pay-once")
+                .json(&items)
+                .send()
+                .await
+                .expect("answer");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON"))
+        });
+    }
+    let mut bodies = Vec::new();
+    while let Some(answer) = pays.join_next().await {
+        match answer.expect("task") {
+            (StatusCode::OK, body) => bodies.push(body),
+            (StatusCode::CONFLICT, body) if body["errorcode"] == 1 => {}
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(!bodies.is_empty());
+    assert!(bodies.iter().all(|b| *b == bodies[0]), "every success is the same answer");
+    assert_eq!(app.balance("alice").await, 10_000 - 1_400, "charged once");
+
+    let (status, replay) = send_with_key(&app, "/order/alice/pay", "pay-once", &items).await;
+    assert_eq!((status, &replay), (StatusCode::OK, &bodies[0]), "a retry after the fact replays");
+    let other = json!([{"product_id": item, "count": 1}]);
+    let (status, body) = send_with_key(&app, "/order/alice/pay", "pay-once", &other).await;
+    assert_eq!((status, body["errorcode"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!(1)));
+    assert_eq!(app.balance("alice").await, 10_000 - 1_400);
+}
+
+async fn retried_charges_and_orders_replay_their_first_answer(backend: Backend) {
+    let app = spawn_app(backend, 600).await;
+    app.user("alice", 0).await;
+    let item = app.product(100, 10).await;
+    let amount = json!({"amount": 500});
+    let charge = |key: &'static str| {
+        let request = app.client.patch(format!("{}/user/alice/charge", app.base));
+        request.header("Idempotency-Key", key).json(&amount).send()
+    };
+    let first: Value = charge("c-1").await.expect("answer").json().await.expect("JSON");
+    let again: Value = charge("c-1").await.expect("answer").json().await.expect("JSON");
+    assert_eq!((first["amount"].clone(), again), (json!(500), first.clone()));
+    assert_eq!(app.balance("alice").await, 500, "charged once");
+
+    let three = json!([{"product_id": item, "count": 3}]);
+    let (status, ordered) = send_with_key(&app, "/order/alice", "o-1", &three).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, replaced) = app.post("/order/alice", json!([{"product_id": item, "count": 1}])).await;
+    let (status, replay) = send_with_key(&app, "/order/alice", "o-1", &three).await;
+    assert_eq!((status, replay), (StatusCode::OK, ordered), "the first answer, not a new order");
+    let (_, pending) = app.get("/order/alice").await;
+    assert_eq!(pending["order"]["id"], replaced["order"]["id"], "the retry did not order again");
+    assert_eq!(app.quantity(item).await, 9);
+
+    let (status, body) = send_with_key(&app, "/order/alice", "bad key", &three).await;
+    assert_eq!((status, body["errorcode"].clone()), (StatusCode::BAD_REQUEST, json!(1)));
+}
+
 on_both_stores!(
     a_whole_purchase_over_real_http,
     a_hundred_concurrent_orders_against_stock_10_accept_exactly_10,
@@ -240,6 +324,8 @@ on_both_stores!(
     twenty_concurrent_pays_of_one_form_succeed_once_and_debit_once,
     forty_concurrent_orders_by_one_user_leave_one_form_and_no_leak,
     an_expired_form_gives_its_stock_back_within_two_seconds,
+    a_retried_payment_is_charged_once,
+    retried_charges_and_orders_replay_their_first_answer,
 );
 
 /// The database disappears under a running server: `/health` and every store call answer 503,
