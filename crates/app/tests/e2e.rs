@@ -397,3 +397,21 @@ async fn losing_the_database_answers_503_code_7() {
         );
     }
 }
+
+/// `MALL_JWT_SECRET` turns authentication on for user calls in the real application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_secret_closes_the_user_calls() {
+    let mut config = test_config(Backend::Memory).await;
+    config.jwt_secret = Some("a-secret-for-the-e2e-test-32-bytes!!".into());
+    let app = Application::build(&config).await.expect("builds");
+    let base = format!("http://{}", app.address());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let response =
+        Client::new().get(format!("{base}/user/alice/point")).send().await.expect("answer");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let public = Client::new().get(format!("{base}/product/ranked")).send().await.expect("answer");
+    assert_eq!(public.status(), StatusCode::OK);
+
+    config.jwt_secret = Some("too-short".into());
+    assert!(Application::build(&config).await.is_err(), "a weak secret is refused at start");
+}
