@@ -7,7 +7,7 @@ export MALL_TEST_DATABASE_URL
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt migrate deps db-up db-clean check-domain-pure
+.PHONY: help run test lint fmt migrate deps db-up db-clean check-domain-pure chaos chaos-short
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -15,13 +15,27 @@ help: ## List the targets
 run: deps ## Build and serve the in-memory demo on 127.0.0.1:8080 (prints an admin token and curl lines)
 	$(CARGO) run --bin mall -- --demo
 
-test: deps db-up db-clean check-domain-pure ## Run every test, MariaDB ones included (nextest when installed)
+test: deps db-up db-clean check-domain-pure ## Run every test, MariaDB ones included, then a short fault run
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --all-targets --no-fail-fast; \
 	else \
 		echo "cargo-nextest not found; running cargo test"; \
 		$(CARGO) test --workspace --all-targets --no-fail-fast; \
 	fi
+	@$(MAKE) --no-print-directory chaos-short
+
+# The fault run restarts the shared MariaDB, so it runs alone, after the parallel suite.
+CHAOS_RUN = if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run -p app --test chaos --run-ignored only --no-capture; \
+	else \
+		$(CARGO) test -p app --test chaos -- --ignored --nocapture; \
+	fi
+
+chaos: deps db-up ## Fault run: 2 min of load, 6 SIGKILLs, 1 MariaDB restart, then the invariants
+	@CHAOS_SECONDS=120 CHAOS_KILLS=6 CHAOS_DB_RESTARTS=1 $(CHAOS_RUN)
+
+chaos-short: deps db-up ## The fault run in short (20 s, 3 SIGKILLs, 1 MariaDB restart), as make test runs it
+	@CHAOS_SECONDS=20 CHAOS_KILLS=3 CHAOS_DB_RESTARTS=1 $(CHAOS_RUN)
 
 lint: deps check-domain-pure ## fmt check + clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
