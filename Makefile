@@ -44,7 +44,7 @@ lint: deps check-domain-pure ## fmt check + clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-migrate: deps ## Apply the database migrations to $$DATABASE_URL without serving
+migrate: deps ## Apply the database migrations to DATABASE_URL without serving
 	$(CARGO) run --bin mall -- migrate
 
 deps: ## Install the MariaDB client library the MySQL store links against, if missing
