@@ -31,11 +31,17 @@ CHAOS_RUN = if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) test -p app --test chaos -- --ignored --nocapture; \
 	fi
 
+chaos: export CHAOS_SECONDS = 120
+chaos: export CHAOS_KILLS = 6
+chaos: export CHAOS_DB_RESTARTS = 1
 chaos: deps db-up ## Fault run: 2 min of load, 6 SIGKILLs, 1 MariaDB restart, then the invariants
-	@CHAOS_SECONDS=120 CHAOS_KILLS=6 CHAOS_DB_RESTARTS=1 $(CHAOS_RUN)
+	@$(CHAOS_RUN)
 
+chaos-short: export CHAOS_SECONDS = 20
+chaos-short: export CHAOS_KILLS = 3
+chaos-short: export CHAOS_DB_RESTARTS = 1
 chaos-short: deps db-up ## The fault run in short (20 s, 3 SIGKILLs, 1 MariaDB restart), as make test runs it
-	@CHAOS_SECONDS=20 CHAOS_KILLS=3 CHAOS_DB_RESTARTS=1 $(CHAOS_RUN)
+	@$(CHAOS_RUN)
 
 lint: deps check-domain-pure ## fmt check + clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
