@@ -42,7 +42,6 @@ struct State {
     pending: HashMap<UserId, Order>,
     /// The pending forms by expiry, so a sweep touches only what is due.
     due: BTreeSet<(DateTime<Utc>, UserId)>,
-    payments: usize,
     /// Units sold per product, per hour (the bucket's start).
     sales: BTreeMap<DateTime<Utc>, HashMap<ProductId, i64>>,
     /// Undelivered events by commit order, and where each one is.
@@ -83,11 +82,6 @@ impl ProductRow {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// How many payments were committed (for tests and the demo's log line).
-    pub fn payment_count(&self) -> usize {
-        self.lock().payments
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -346,7 +340,6 @@ impl PaymentRepository for MemoryStore {
             let sold = state.sales.entry(bucket).or_default().entry(line.product_id).or_insert(0);
             *sold = sold.saturating_add(line.count.get());
         }
-        state.payments += 1;
         let seq = state.next_event_seq;
         state.next_event_seq += 1;
         state.outbox_index.insert(plan.event.event_id.clone(), seq);

@@ -133,10 +133,6 @@ impl Mall {
         Self { stores, clock, ids, settings, in_flight: Arc::default() }
     }
 
-    pub fn settings(&self) -> Settings {
-        self.settings
-    }
-
     /// Registers a user with a zero balance.
     ///
     /// # Errors
