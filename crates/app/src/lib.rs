@@ -121,7 +121,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(http_api::enforce_timeout))
-                .wrap(from_fn(http_api::access_log))
+                .wrap(from_fn(http_api::request_context))
                 .configure(http_api::configure(app_mall.clone(), api.clone()))
         })
         .disable_signals()

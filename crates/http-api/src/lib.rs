@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, Resource};
 use domain::Mall;
+use tracing::Instrument;
 
 pub use auth::{Authenticator, Caller, JwtKey, JwtSettings, ADMIN_ROLE};
 pub use error::{ApiError, ErrorCode};
@@ -114,21 +116,49 @@ pub async fn enforce_timeout(
     }
 }
 
-/// Logs one line per request (wrap with `actix_web::middleware::from_fn(access_log)`) with its method, path, status and latency.
-pub async fn access_log(
+/// The header that carries a request's id, in and out.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Gives each request an id — the caller's `X-Request-Id` when it is 1–64 characters of
+/// `[A-Za-z0-9._-]`, else a new UUID — returns it in `X-Request-Id`, runs the request inside a
+/// tracing span that carries it (so every log line of the request, database work included, has
+/// it), and logs one line per request with the route, status and latency. Wrap with
+/// `actix_web::middleware::from_fn(request_context)`.
+pub async fn request_context(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.path().to_owned();
-    let response = next.call(request).await?;
-    tracing::info!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+            (1..=64).contains(&id.len()) && id.bytes().all(allowed)
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        route,
+        path = request.path(),
     );
+    let started = Instant::now();
+    let result = next.call(request).instrument(span.clone()).await;
+    let status = match &result {
+        Ok(response) => response.status(),
+        // An inner middleware gave up (the time limit): the server renders the error.
+        Err(error) => error.as_response_error().status_code(),
+    };
+    span.in_scope(|| {
+        let micros = started.elapsed().as_micros() as u64;
+        tracing::info!(status = status.as_u16(), micros, "request");
+    });
+    let mut response = result?;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HeaderName::from_static(REQUEST_ID), value);
+    }
     Ok(response)
 }

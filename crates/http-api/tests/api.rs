@@ -640,3 +640,27 @@ async fn a_request_that_takes_too_long_answers_503_code_7() {
     let body: Value = serde_json::from_slice(&body).expect("JSON");
     assert_eq!(body["errorcode"], 7, "{body}");
 }
+
+#[actix_web::test]
+async fn every_answer_carries_a_request_id() {
+    let app = test::init_service(
+        App::new()
+            .wrap(actix_web::middleware::from_fn(http_api::request_context))
+            .configure(configure(shop().mall, http_api::ApiSettings::open(None))),
+    )
+    .await;
+    let id_of = |response: &ServiceResponse<_>| {
+        response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    let fresh = test::call_service(&app, get("/health").to_request()).await;
+    let fresh_id = id_of(&fresh).expect("an id");
+    assert_eq!(fresh_id.len(), 36, "a UUID: {fresh_id}");
+    let other = test::call_service(&app, get("/nowhere").to_request()).await;
+    assert_ne!(id_of(&other), Some(fresh_id), "one id per request, errors included");
+    let given = get("/health").insert_header(("X-Request-Id", "trace-42.a_b"));
+    let echoed = test::call_service(&app, given.to_request()).await;
+    assert_eq!(id_of(&echoed).as_deref(), Some("trace-42.a_b"));
+    let hostile = get("/health").insert_header(("X-Request-Id", "no spaces or \"quotes\""));
+    let replaced = test::call_service(&app, hostile.to_request()).await;
+    assert_eq!(id_of(&replaced).map(|id| id.len()), Some(36), "an unsafe id is replaced");
+}
