@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod metrics;
 pub mod system;
 pub mod tasks;
 pub mod telemetry;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer};
+use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context};
 use chrono::TimeDelta;
 use data_platform::{HttpPublisher, LoggingPublisher};
@@ -117,11 +118,13 @@ impl Application {
             rate_limits: rate_limits.clone(),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
         };
+        metrics::handle();
         let app_mall = mall.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(http_api::enforce_timeout))
                 .wrap(from_fn(http_api::request_context))
+                .service(web::resource("/metrics").route(web::get().to(metrics::endpoint)))
                 .configure(http_api::configure(app_mall.clone(), api.clone()))
         })
         .disable_signals()

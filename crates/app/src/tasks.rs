@@ -44,6 +44,7 @@ async fn sweep_once(mall: &Mall) {
         match mall.expire_due_forms(SWEEP_BATCH).await {
             Ok(expired) => {
                 if expired > 0 {
+                    metrics::counter!("mall_forms_expired_total").increment(expired as u64);
                     tracing::info!(expired, "expired order forms and released their stock");
                 }
                 if expired < SWEEP_BATCH {
@@ -77,6 +78,8 @@ async fn relay_due(relay: &EventRelay) {
     loop {
         match relay.relay_once().await {
             Ok(report) => {
+                metrics::counter!("mall_events_delivered_total").increment(report.delivered as u64);
+                metrics::counter!("mall_events_failed_total").increment(report.failed as u64);
                 if let Some(error) = &report.last_error {
                     tracing::warn!(
                         delivered = report.delivered,

@@ -317,6 +317,37 @@ async fn retried_charges_and_orders_replay_their_first_answer(backend: Backend) 
     assert_eq!((status, body["errorcode"].clone()), (StatusCode::BAD_REQUEST, json!(1)));
 }
 
+async fn metrics_show_requests_and_business_counters(backend: Backend) {
+    let app = spawn_app(backend, 600).await;
+    app.user("alice", 1_000).await;
+    let item = app.product(100, 1).await;
+    let items = json!([{"product_id": item, "count": 1}]);
+    app.post("/order/alice", items.clone()).await;
+    app.post("/order/alice", json!([{"product_id": item, "count": 5}])).await;
+    app.post("/order/alice/pay", items).await;
+    let response = app.client.get(format!("{}/metrics", app.base)).send().await.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.expect("text");
+    for series in [
+        r#"http_requests_total{method="POST",route="/order/{user_id}",status="200"} 1"#,
+        r#"http_requests_total{method="POST",route="/order/{user_id}",status="409"} 1"#,
+        r#"http_request_duration_seconds_bucket{method="POST",route="/order/{user_id}/pay",le="#,
+        r#"mall_orders_total{result="ok"} 1"#,
+        r#"mall_orders_total{result="errorcode_4"} 1"#,
+        r#"mall_payments_total{result="ok"} 1"#,
+        "mall_points_charged_total 1000",
+        "mall_points_paid_total 100",
+        "mall_outbox_undelivered",
+        "mall_outbox_oldest_age_seconds",
+    ] {
+        assert!(text.contains(series), "no {series} in\n{text}");
+    }
+    if matches!(backend, Backend::Mysql) {
+        assert!(text.contains("db_pool_connections"), "pool gauges:\n{text}");
+        assert!(text.contains("db_pool_wait_seconds_bucket"), "pool waits:\n{text}");
+    }
+}
+
 on_both_stores!(
     a_whole_purchase_over_real_http,
     a_hundred_concurrent_orders_against_stock_10_accept_exactly_10,
@@ -326,6 +357,7 @@ on_both_stores!(
     an_expired_form_gives_its_stock_back_within_two_seconds,
     a_retried_payment_is_charged_once,
     retried_charges_and_orders_replay_their_first_answer,
+    metrics_show_requests_and_business_counters,
 );
 
 /// The database disappears under a running server: `/health` and every store call answer 503,

@@ -138,6 +138,7 @@ pub async fn request_context(
         })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -152,10 +153,15 @@ pub async fn request_context(
         // An inner middleware gave up (the time limit): the server renders the error.
         Err(error) => error.as_response_error().status_code(),
     };
+    let elapsed = started.elapsed();
     span.in_scope(|| {
-        let micros = started.elapsed().as_micros() as u64;
-        tracing::info!(status = status.as_u16(), micros, "request");
+        tracing::info!(status = status.as_u16(), micros = elapsed.as_micros() as u64, "request");
     });
+    let status = status.as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(elapsed.as_secs_f64());
     let mut response = result?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HeaderName::from_static(REQUEST_ID), value);

@@ -31,6 +31,16 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
     Ok(UserId::parse(raw)?)
 }
 
+/// Counts a business call under `result="ok"` or `result="errorcode_N"`.
+fn counted<T>(name: &'static str, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    let label = match &result {
+        Ok(_) => "ok".to_owned(),
+        Err(error) => format!("errorcode_{}", error.code() as u8),
+    };
+    metrics::counter!(name, "result" => label).increment(1);
+    result
+}
+
 /// The header a client sends to make a charge, order or payment safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
@@ -97,7 +107,11 @@ pub async fn charge(
     let user = acting_user(&caller, &path)?;
     let amount = Points::positive(body.amount.amount()?)?;
     let key = idempotency_key(&request, &user, format_args!("charge {}", amount.get()))?;
-    let balance = mall.charge(user, amount, key).await?;
+    let result = mall.charge(user, amount, key).await.map_err(ApiError::from);
+    if result.is_ok() {
+        metrics::counter!("mall_points_charged_total").increment(amount.get().unsigned_abs());
+    }
+    let balance = counted("mall_charges_total", result)?;
     ok(AmountBody { amount: balance.get() })
 }
 
@@ -173,7 +187,10 @@ pub async fn order(
     let user = acting_user(&caller, &path)?;
     let items = order_items(body.into_inner())?;
     let key = idempotency_key(&request, &user, format_args!("order {}", canonical(&items)))?;
-    let order = mall.place_order(user, items, key).await?;
+    let order = counted(
+        "mall_orders_total",
+        mall.place_order(user, items, key).await.map_err(ApiError::from),
+    )?;
     ok(OrderBody { order: order.into() })
 }
 
@@ -196,7 +213,10 @@ pub async fn pay(
     let user = acting_user(&caller, &path)?;
     let items = order_items(body.into_inner())?;
     let key = idempotency_key(&request, &user, format_args!("pay {}", canonical(&items)))?;
-    let receipt = mall.pay(user, items, key).await?;
+    let receipt =
+        counted("mall_payments_total", mall.pay(user, items, key).await.map_err(ApiError::from))?;
+    metrics::counter!("mall_points_paid_total")
+        .increment(receipt.payment.amount.get().unsigned_abs());
     ok(PayBody { payment: receipt.payment.into(), amount: receipt.balance.get() })
 }
 

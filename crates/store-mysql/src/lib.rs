@@ -132,8 +132,16 @@ impl MysqlStore {
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let mut conn: PooledConnection<_> =
-                pool.get().map_err(|e| anyhow!("no database connection available: {e}"))?;
+            let waited = std::time::Instant::now();
+            let conn = pool.get();
+            metrics::histogram!("db_pool_wait_seconds").record(waited.elapsed().as_secs_f64());
+            let state = pool.state();
+            metrics::gauge!("db_pool_connections").set(f64::from(state.connections));
+            metrics::gauge!("db_pool_idle_connections").set(f64::from(state.idle_connections));
+            let mut conn: PooledConnection<_> = conn.map_err(|e| {
+                metrics::counter!("db_pool_checkout_failures_total").increment(1);
+                anyhow!("no database connection available: {e}")
+            })?;
             Ok(work(&mut conn))
         })
         .await

@@ -1,0 +1,40 @@
+//! Prometheus metrics at `/metrics`: one recorder for the process, rendered on each scrape,
+//! with the outbox backlog read fresh at that moment.
+
+use std::sync::OnceLock;
+
+use actix_web::{web, HttpResponse};
+use domain::Mall;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds: from half a millisecond to ten seconds.
+const BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process's recorder, installed the first time it is asked for.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new())
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed already (tests); metrics then go there instead.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// `GET /metrics`, in the Prometheus text format.
+pub async fn endpoint(mall: web::Data<Mall>) -> HttpResponse {
+    if let Ok(report) = mall.health().await {
+        metrics::gauge!("mall_outbox_undelivered").set(report.outbox.undelivered as f64);
+        metrics::gauge!("mall_outbox_failing").set(report.outbox.failing as f64);
+        let age = report.oldest_event_age().map_or(0.0, |age| age.num_milliseconds() as f64 / 1e3);
+        metrics::gauge!("mall_outbox_oldest_age_seconds").set(age);
+    }
+    let handle = handle();
+    handle.run_upkeep();
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(handle.render())
+}
