@@ -4,6 +4,7 @@
 pub mod config;
 pub mod demo;
 pub mod metrics;
+pub mod ready;
 pub mod system;
 pub mod tasks;
 pub mod telemetry;
@@ -36,6 +37,7 @@ pub struct Application {
     mall: Mall,
     relay: EventRelay,
     relay_wake: Arc<Notify>,
+    heartbeat: Arc<ready::Heartbeat>,
     rate_limits: Option<Arc<RateLimits>>,
     admin_token: Option<String>,
 }
@@ -119,18 +121,22 @@ impl Application {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
         };
         metrics::handle();
+        let heartbeat = Arc::new(ready::Heartbeat::default());
+        let app_heartbeat = web::Data::new(heartbeat.clone());
         let app_mall = mall.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(http_api::enforce_timeout))
                 .wrap(from_fn(http_api::request_context))
+                .app_data(app_heartbeat.clone())
                 .service(web::resource("/metrics").route(web::get().to(metrics::endpoint)))
+                .service(web::resource("/ready").route(web::get().to(ready::endpoint)))
                 .configure(http_api::configure(app_mall.clone(), api.clone()))
         })
         .disable_signals()
         .listen(listener)?
         .run();
-        Ok(Self { address, server, mall, relay, relay_wake, rate_limits, admin_token })
+        Ok(Self { address, server, mall, relay, relay_wake, heartbeat, rate_limits, admin_token })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -158,6 +164,7 @@ impl Application {
         let relay = tokio::spawn(tasks::relay_events(
             self.relay.clone(),
             self.relay_wake.clone(),
+            self.heartbeat.clone(),
             stop_rx.clone(),
         ));
         let housekeeping = tokio::spawn(tasks::housekeeping(

@@ -12,6 +12,8 @@ use domain::model::{PaymentPlan, PaymentReceipt};
 use domain::ports::PaymentRepository;
 use domain::{EventRelay, Mall};
 use http_api::RateLimits;
+
+use crate::ready::Heartbeat;
 use tokio::sync::{watch, Notify};
 use tokio::time::{interval, MissedTickBehavior};
 
@@ -61,10 +63,16 @@ async fn sweep_once(mall: &Mall) {
 
 /// Delivers outbox events until shutdown: at once when a payment commits on this instance
 /// (`wake`), and every [`RELAY_EVERY`] for retries and other instances' events.
-pub async fn relay_events(relay: EventRelay, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+pub async fn relay_events(
+    relay: EventRelay,
+    wake: Arc<Notify>,
+    heartbeat: Arc<Heartbeat>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = interval(RELAY_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
+        heartbeat.beat();
         tokio::select! {
             _ = tick.tick() => {}
             () = wake.notified() => {}

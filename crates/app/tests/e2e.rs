@@ -18,6 +18,7 @@ const TOKEN: &str = "test-admin-token";
 struct TestApp {
     base: String,
     client: Client,
+    database_url: Option<String>,
 }
 
 async fn spawn_app(backend: Backend, order_ttl_secs: u32) -> TestApp {
@@ -27,7 +28,7 @@ async fn spawn_app(backend: Backend, order_ttl_secs: u32) -> TestApp {
     let app = Application::build(&config).await.expect("the application builds");
     let base = format!("http://{}", app.address());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    TestApp { base, client: Client::new() }
+    TestApp { base, client: Client::new(), database_url: config.database_url }
 }
 
 impl TestApp {
@@ -348,6 +349,24 @@ async fn metrics_show_requests_and_business_counters(backend: Backend) {
     }
 }
 
+async fn ready_reports_the_database_the_migrations_and_the_relay(backend: Backend) {
+    let app = spawn_app(backend, 600).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let (status, body) = app.get("/ready").await;
+        if status == StatusCode::OK {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((body["errorcode"].clone(), body["status"].clone()), (json!(0), json!("ready")));
+    for check in ["database", "migrations", "relay"] {
+        assert_eq!(body["checks"][check]["ok"], true, "{body}");
+    }
+    assert_eq!(body["checks"]["migrations"]["pending"], 0);
+}
+
 on_both_stores!(
     a_whole_purchase_over_real_http,
     a_hundred_concurrent_orders_against_stock_10_accept_exactly_10,
@@ -358,7 +377,26 @@ on_both_stores!(
     a_retried_payment_is_charged_once,
     retried_charges_and_orders_replay_their_first_answer,
     metrics_show_requests_and_business_counters,
+    ready_reports_the_database_the_migrations_and_the_relay,
 );
+
+/// A database a migration behind is not ready: `/ready` says 503 and names the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_migration_makes_the_instance_not_ready() {
+    use diesel::connection::SimpleConnection;
+    use diesel::{Connection, MysqlConnection};
+
+    let app = spawn_app(Backend::Mysql, 600).await;
+    let url = app.database_url.clone().expect("a MySQL app");
+    let mut conn = MysqlConnection::establish(&url).expect("connect");
+    conn.batch_execute("DELETE FROM __diesel_schema_migrations ORDER BY version DESC LIMIT 1")
+        .expect("forget the last migration");
+    let (status, body) = app.get("/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["errorcode"], 7);
+    assert_eq!(body["checks"]["migrations"], json!({"ok": false, "pending": 1}));
+    assert_eq!(app.get("/health").await.0, StatusCode::OK, "liveness is not readiness");
+}
 
 /// The database disappears under a running server: `/health` and every store call answer 503,
 /// code 7, and nothing panics.
@@ -418,7 +456,7 @@ async fn losing_the_database_answers_503_code_7() {
         let _ = admin.batch_execute(&format!("KILL {}", session.id));
     }
 
-    for path in ["/health", "/user/alice/point", "/product/1", "/product/ranked"] {
+    for path in ["/health", "/ready", "/user/alice/point", "/product/1", "/product/ranked"] {
         let response = client.get(format!("{base}{path}")).send().await.expect("answer");
         let status = response.status();
         let body: Value = response.json().await.expect("JSON");

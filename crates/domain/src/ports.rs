@@ -246,6 +246,14 @@ pub trait HealthProbe: Send + Sync + 'static {
     /// # Errors
     /// When the store is unreachable.
     async fn check(&self) -> anyhow::Result<()>;
+
+    /// How many schema migrations the store still lacks (0 for a store without a schema).
+    ///
+    /// # Errors
+    /// When the store is unreachable.
+    async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        Ok(0)
+    }
 }
 
 /// The current time. A port so that expiry and ranking windows are testable without sleeping.

@@ -55,4 +55,14 @@ impl HealthProbe for MysqlStore {
         self.blocking(|c| diesel::sql_query("SELECT 1").execute(c)).await??;
         Ok(())
     }
+
+    async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        use diesel_migrations::MigrationHarness;
+        self.blocking(|c| {
+            c.pending_migrations(crate::MIGRATIONS)
+                .map(|pending| pending.len())
+                .map_err(|e| anyhow::anyhow!("reading the applied migrations: {e}"))
+        })
+        .await?
+    }
 }

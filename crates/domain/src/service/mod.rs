@@ -389,6 +389,14 @@ impl Mall {
         self.stores.idempotency.recall(user, raw, self.clock.now()).await
     }
 
+    /// How many schema migrations the store still lacks.
+    ///
+    /// # Errors
+    /// When the store is unreachable.
+    pub async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        self.stores.health.pending_migrations().await
+    }
+
     /// Deletes up to `limit` stored outcomes past their replay period.
     ///
     /// # Errors
