@@ -42,6 +42,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
 
+    /// How long to keep trying to reach the database at start before giving up, in seconds.
+    #[arg(long, env = "MALL_DB_CONNECT_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub db_connect_timeout_secs: u64,
+
     /// Most database connections kept open (at least 2).
     #[arg(long, env = "MALL_DB_POOL_SIZE", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(2..=1_000))]

@@ -68,10 +68,8 @@ impl Application {
         };
         let mut stores = match &config.database_url {
             Some(url) => {
-                let (url, options) = (url.clone(), config.pool_options());
-                let store = tokio::task::spawn_blocking(move || MysqlStore::connect(&url, options))
-                    .await
-                    .context("the database setup task panicked")??;
+                let patience = Duration::from_secs(config.db_connect_timeout_secs);
+                let store = connect_with_retries(url, config.pool_options(), patience).await?;
                 tracing::info!(?store, "using the MySQL/MariaDB store");
                 Stores::from_one(Arc::new(store))
             }
@@ -190,6 +188,42 @@ impl Application {
         let _ = tokio::join!(sweeper, relay, housekeeping);
         tracing::info!("stopped");
         served.context("the server task panicked")?.context("the server failed")
+    }
+}
+
+/// Connects to the database (creating and migrating it), retrying with growing pauses for up
+/// to `patience` so that `mall` can start before its database in a rollout.
+async fn connect_with_retries(
+    url: &str,
+    options: store_mysql::PoolOptions,
+    patience: Duration,
+) -> anyhow::Result<MysqlStore> {
+    if !url.starts_with("mysql://") {
+        bail!("DATABASE_URL must be a mysql:// URL, not {}", store_mysql::redact(url));
+    }
+    let deadline = std::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(500);
+    loop {
+        let attempt_url = url.to_owned();
+        let attempt =
+            tokio::task::spawn_blocking(move || MysqlStore::connect(&attempt_url, options))
+                .await
+                .context("the database setup task panicked")?;
+        match attempt {
+            Ok(store) => return Ok(store),
+            Err(error) if std::time::Instant::now() + pause < deadline => {
+                tracing::warn!(error = format!("{error:#}"), retry_in = ?pause, "the database is not reachable yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                return Err(error.context(format!(
+                    "cannot reach the database at {} (gave up after {} s)",
+                    store_mysql::redact(url),
+                    patience.as_secs()
+                )))
+            }
+        }
     }
 }
 

@@ -48,6 +48,28 @@ fn bad_settings_stop_it_with_a_clear_message() {
 }
 
 #[test]
+fn a_bad_or_unreachable_database_stops_it_with_a_clear_message() {
+    let output = mall().env("DATABASE_URL", "postgres://localhost/mall").output().expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("must be a mysql:// URL"));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
+    let url = format!("mysql://mall:secret@127.0.0.1:{}/mall", port.expect("a free port").port());
+    let started = Instant::now();
+    let output = mall()
+        .env("DATABASE_URL", &url)
+        .env("MALL_DB_CONNECT_TIMEOUT_SECS", "1")
+        .env("MALL_BIND", "127.0.0.1:0")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot reach the database"), "{stderr}");
+    assert!(!stderr.contains("secret"), "the password is not printed: {stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "it gives up when told to");
+}
+
+#[test]
 fn sigterm_stops_it_gracefully() {
     let mut child = mall()
         .env("MALL_BIND", "127.0.0.1:0")
