@@ -26,6 +26,7 @@ use http_api::{ApiSettings, Authenticator, RateLimits};
 use store_memory::MemoryStore;
 use store_mysql::MysqlStore;
 use tokio::sync::{watch, Notify};
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use crate::config::Config;
 use crate::system::{SystemClock, UuidV7Ids};
@@ -127,8 +128,7 @@ impl Application {
                 .wrap(from_fn(http_api::enforce_timeout))
                 .wrap(from_fn(http_api::request_context))
                 .app_data(app_heartbeat.clone())
-                .service(web::resource("/metrics").route(web::get().to(metrics::endpoint)))
-                .service(web::resource("/ready").route(web::get().to(ready::endpoint)))
+                .configure(operations)
                 .configure(http_api::configure(app_mall.clone(), api.clone()))
         })
         .disable_signals()
@@ -225,6 +225,48 @@ async fn connect_with_retries(
             }
         }
     }
+}
+
+/// The operations routes `app` adds to the API: `/ready`, `/metrics`, and the API's own
+/// description at `/openapi.json` with Swagger UI at `/docs` (vendored: nothing is fetched).
+fn operations(cfg: &mut web::ServiceConfig) {
+    for (path, _, route) in ops_route_table() {
+        cfg.service(web::resource(path).route(route));
+    }
+    cfg.service(web::resource("/docs").route(web::get().to(|| async {
+        actix_web::HttpResponse::PermanentRedirect()
+            .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+            .finish()
+    })))
+    .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi()));
+}
+
+fn ops_route_table() -> Vec<(&'static str, actix_web::http::Method, actix_web::Route)> {
+    use actix_web::http::Method;
+    vec![
+        ("/ready", Method::GET, web::get().to(ready::endpoint)),
+        ("/metrics", Method::GET, web::get().to(metrics::endpoint)),
+    ]
+}
+
+/// Every route the service answers that its description must list: the API's and the
+/// operations routes.
+pub fn routes() -> Vec<(&'static str, actix_web::http::Method)> {
+    let ops = ops_route_table().into_iter().map(|(path, method, _)| (path, method));
+    http_api::routes().into_iter().chain(ops).collect()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(ready::endpoint, metrics::endpoint))]
+struct OperationsDoc;
+
+/// The whole description: the API's and the operations routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = http_api::ApiDoc::openapi();
+    doc.merge(OperationsDoc::openapi());
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
 }
 
 /// `mall migrate`: applies pending migrations to `DATABASE_URL`.

@@ -27,6 +27,10 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// `GET /metrics`, in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    description = "Prometheus metrics: requests and latency by route and status, business \
+                   counters, the outbox backlog, the database pool.",
+    responses((status = 200, description = "the Prometheus text format", content_type = "text/plain")))]
 pub async fn endpoint(mall: web::Data<Mall>) -> HttpResponse {
     if let Ok(report) = mall.health().await {
         metrics::gauge!("mall_outbox_undelivered").set(report.outbox.undelivered as f64);

@@ -36,6 +36,11 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// `GET /ready`.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    description = "Whether this instance should get traffic: the database answers, every \
+                   migration is applied, the outbox relay is alive. 503 (code 7) names the failing check.",
+    responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
 pub async fn endpoint(mall: web::Data<Mall>, relay: web::Data<Arc<Heartbeat>>) -> HttpResponse {
     let database = match mall.health().await {
         Ok(_) => json!({"ok": true}),

@@ -9,6 +9,7 @@ use domain::values::{AmountError, Count, InvalidProductId, ProductId};
 use domain::HealthReport;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -20,6 +21,14 @@ pub enum JsonInt {
     Exact(i64),
     Unrepresentable,
 }
+
+impl utoipa::PartialSchema for JsonInt {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        i64::schema()
+    }
+}
+
+impl ToSchema for JsonInt {}
 
 impl<'de> Deserialize<'de> for JsonInt {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -67,20 +76,20 @@ impl JsonInt {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub id: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeRequest {
     pub amount: JsonInt,
 }
 
 /// One line of an order or pay body: `{"product_id": 1, "count": 2}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
     pub product_id: JsonInt,
@@ -98,7 +107,7 @@ pub fn order_items(lines: Vec<ItemRequest>) -> Result<OrderItems, ApiError> {
     Ok(OrderItems::new(items)?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProductRequest {
     pub name: String,
@@ -106,7 +115,7 @@ pub struct NewProductRequest {
     pub quantity: JsonInt,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditProductRequest {
     pub name: Option<String>,
@@ -114,14 +123,15 @@ pub struct EditProductRequest {
     pub restock: Option<JsonInt>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     pub offset: Option<u64>,
     pub limit: Option<u64>,
 }
 
 /// Every success body starts with `"errorcode": 0`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Success<T: Serialize> {
     pub errorcode: ErrorCode,
     #[serde(flatten)]
@@ -134,12 +144,12 @@ impl<T: Serialize> Success<T> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AmountBody {
     pub amount: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProductDto {
     pub id: i64,
     pub name: String,
@@ -159,18 +169,18 @@ impl From<Product> for ProductDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProductBody {
     pub product: ProductDto,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CatalogBody {
     pub products: Vec<ProductDto>,
     pub total: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RankedDto {
     #[serde(flatten)]
     pub product: ProductDto,
@@ -183,19 +193,19 @@ impl From<RankedProduct> for RankedDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RankedBody {
     pub products: Vec<RankedDto>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderLineDto {
     pub product_id: i64,
     pub count: i64,
     pub price: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderDto {
     pub id: String,
     pub total: i64,
@@ -222,12 +232,12 @@ impl From<Order> for OrderDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderBody {
     pub order: OrderDto,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentDto {
     pub id: String,
     pub order_id: String,
@@ -246,21 +256,21 @@ impl From<Payment> for PaymentDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PayBody {
     pub payment: PaymentDto,
     /// The balance after the payment.
     pub amount: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct HealthBody {
     pub status: &'static str,
     pub outbox: OutboxHealth,
 }
 
 /// The payment events still waiting for the data platform.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OutboxHealth {
     pub undelivered: u64,
     /// Of those, how many have failed at least once.

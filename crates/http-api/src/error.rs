@@ -29,6 +29,29 @@ pub enum ErrorCode {
     Unavailable = 7,
 }
 
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::Integer))
+            .enum_values(Some(0..=7))
+            .description(Some(
+                "0 success, 1 invalid request, 2 invalid amount, 3 lack of point, 4 lack of \
+                 products, 5 no pending order, 6 unauthorized, 7 unavailable",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
+/// Every error body: `{"errorcode": N, "message": "..."}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
+    pub errorcode: ErrorCode,
+    pub message: String,
+}
+
 impl Serialize for ErrorCode {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u8(*self as u8)
@@ -43,12 +66,6 @@ pub struct ApiError {
     message: String,
     /// Seconds for a `Retry-After` header.
     retry_after: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    errorcode: ErrorCode,
-    message: &'a str,
 }
 
 impl ApiError {
@@ -147,7 +164,7 @@ impl ResponseError for ApiError {
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
-        response.json(ErrorBody { errorcode: self.code, message: &self.message })
+        response.json(ErrorResponse { errorcode: self.code, message: self.message.clone() })
     }
 }
 

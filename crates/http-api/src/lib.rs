@@ -5,6 +5,7 @@ mod auth;
 mod dto;
 mod error;
 mod limits;
+mod openapi;
 mod routes;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Resource};
 use domain::Mall;
@@ -21,6 +23,7 @@ use tracing::Instrument;
 pub use auth::{Authenticator, Caller, JwtKey, JwtSettings, ADMIN_ROLE};
 pub use error::{ApiError, ErrorCode};
 pub use limits::{RateLimit, RateLimits};
+pub use openapi::ApiDoc;
 
 /// The largest JSON body accepted; larger ones answer 413, code 1.
 pub const JSON_LIMIT_BYTES: usize = 64 * 1024;
@@ -70,30 +73,51 @@ pub fn configure(mall: Mall, settings: ApiSettings) -> impl FnOnce(&mut web::Ser
         .app_data(
             web::QueryConfig::default().error_handler(|error, _| ApiError::from(&error).into()),
         )
-        .service(resource("/health").route(web::get().to(routes::health)))
-        .service(resource("/user").route(web::post().to(routes::register)))
-        .service(resource("/user/{user_id}/charge").route(web::patch().to(routes::charge)))
-        .service(resource("/user/{user_id}/point").route(web::get().to(routes::point)))
-        // Before `/product/{product_id}`, which would otherwise capture "ranked".
-        .service(resource("/product/ranked").route(web::get().to(routes::ranked)))
-        .service(
-            resource("/product")
-                .route(web::get().to(routes::catalog))
-                .route(web::post().to(routes::add_product)),
-        )
-        .service(
-            resource("/product/{product_id}")
-                .route(web::get().to(routes::product))
-                .route(web::patch().to(routes::edit_product)),
-        )
-        .service(
-            resource("/order/{user_id}")
-                .route(web::post().to(routes::order))
-                .route(web::get().to(routes::pending_order)),
-        )
-        .service(resource("/order/{user_id}/pay").route(web::post().to(routes::pay)))
         .default_service(web::to(routes::no_route));
+        for (path, routes) in grouped(route_table()) {
+            let resource = routes.into_iter().fold(resource(path), |r, route| r.route(route));
+            cfg.service(resource);
+        }
     }
+}
+
+/// Every API route, as (path, method, handler). One table serves the router and the OpenAPI
+/// drift test. Order matters: `/product/ranked` before `/product/{product_id}`.
+fn route_table() -> Vec<(&'static str, Method, actix_web::Route)> {
+    use routes::*;
+    vec![
+        ("/health", Method::GET, web::get().to(health)),
+        ("/user", Method::POST, web::post().to(register)),
+        ("/user/{user_id}/charge", Method::PATCH, web::patch().to(charge)),
+        ("/user/{user_id}/point", Method::GET, web::get().to(point)),
+        ("/product/ranked", Method::GET, web::get().to(ranked)),
+        ("/product", Method::GET, web::get().to(catalog)),
+        ("/product", Method::POST, web::post().to(add_product)),
+        ("/product/{product_id}", Method::GET, web::get().to(product)),
+        ("/product/{product_id}", Method::PATCH, web::patch().to(edit_product)),
+        ("/order/{user_id}", Method::POST, web::post().to(order)),
+        ("/order/{user_id}", Method::GET, web::get().to(pending_order)),
+        ("/order/{user_id}/pay", Method::POST, web::post().to(pay)),
+    ]
+}
+
+/// The (path, method) of every route [`configure`] registers.
+pub fn routes() -> Vec<(&'static str, Method)> {
+    route_table().into_iter().map(|(path, method, _)| (path, method)).collect()
+}
+
+/// Routes grouped by path, in first-seen order.
+fn grouped(
+    table: Vec<(&'static str, Method, actix_web::Route)>,
+) -> Vec<(&'static str, Vec<actix_web::Route>)> {
+    let mut groups: Vec<(&'static str, Vec<actix_web::Route>)> = Vec::new();
+    for (path, _, route) in table {
+        match groups.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, routes)) => routes.push(route),
+            None => groups.push((path, vec![route])),
+        }
+    }
+    groups
 }
 
 fn resource(path: &str) -> Resource {
