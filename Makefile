@@ -5,9 +5,10 @@ CARGO ?= cargo
 MALL_TEST_DATABASE_URL ?= mysql://root@127.0.0.1:3306
 export MALL_TEST_DATABASE_URL
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BROWSER_DIR := crates/app/tests/browser
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt migrate deps db-up db-clean check-domain-pure chaos chaos-short
+.PHONY: help run test lint fmt migrate deps browser-deps docs-screenshot db-up db-clean check-domain-pure chaos chaos-short
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -15,7 +16,7 @@ help: ## List the targets
 run: deps ## Build and serve the in-memory demo on 127.0.0.1:8080 (prints an admin token and curl lines)
 	$(CARGO) run --bin mall -- --demo
 
-test: deps db-up db-clean check-domain-pure ## Run every test, MariaDB ones included, then a short fault run
+test: deps browser-deps db-up db-clean check-domain-pure ## Run every test, MariaDB ones included, then a short fault run
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --all-targets --no-fail-fast; \
 	else \
@@ -59,6 +60,18 @@ deps: ## Install the MariaDB client library the MySQL store links against, if mi
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq default-libmysqlclient-dev pkg-config; \
 	fi
+
+browser-deps: ## Install Debian's Chromium and playwright-core for the Swagger UI browser test, if missing
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing Chromium (Debian package) for the browser test"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
+	fi
+	@if [ ! -d $(BROWSER_DIR)/node_modules/playwright-core ]; then \
+		npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error; \
+	fi
+
+docs-screenshot: browser-deps ## Refresh docs/swagger-ui.png from the live Swagger UI
+	MALL_SCREENSHOT=$(CURDIR)/docs/swagger-ui.png $(CARGO) nextest run -p app --test swagger_ui
 
 db-up: ## Start the local MariaDB if it is not answering, and wait for it
 	@if ! mariadb-admin -uroot -h127.0.0.1 ping >/dev/null 2>&1; then \

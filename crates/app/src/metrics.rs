@@ -26,7 +26,7 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// `GET /metrics`, in the Prometheus text format.
+/// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     description = "Prometheus metrics: requests and latency by route and status, business \
                    counters, the outbox backlog, the database pool.",

@@ -36,7 +36,7 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// `GET /ready`.
+/// Readiness: database, migrations, relay.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     description = "Whether this instance should get traffic: the database answers, every \
                    migration is applied, the outbox relay is alive. 503 (code 7) names the failing check.",

@@ -56,6 +56,7 @@ impl Modify for BearerAuth {
 
 const USER_ID: &str = "1-64 characters of [A-Za-z0-9._-]";
 
+/// Liveness: the store answers.
 #[utoipa::path(get, path = "/health", tag = "operations",
     description = "200 while the store answers, with the data-platform backlog.",
     responses(
@@ -64,6 +65,7 @@ const USER_ID: &str = "1-64 characters of [A-Za-z0-9._-]";
     ))]
 async fn health() {}
 
+/// Register a user.
 #[utoipa::path(post, path = "/user", tag = "points", request_body = RegisterRequest,
     security((), ("bearer" = [])),
     responses(
@@ -73,6 +75,7 @@ async fn health() {}
     ))]
 async fn register() {}
 
+/// Charge points.
 #[utoipa::path(patch, path = "/user/{user_id}/charge", tag = "points",
     params(("user_id" = String, Path, description = USER_ID),
            ("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for 24 h")),
@@ -85,6 +88,7 @@ async fn register() {}
     ))]
 async fn charge() {}
 
+/// Read the balance.
 #[utoipa::path(get, path = "/user/{user_id}/point", tag = "points",
     params(("user_id" = String, Path, description = USER_ID)), security((), ("bearer" = [])),
     responses(
@@ -93,11 +97,13 @@ async fn charge() {}
     ))]
 async fn point() {}
 
+/// Best sellers.
 #[utoipa::path(get, path = "/product/ranked", tag = "catalog",
     description = "Units sold in paid orders over the rolling window, best first, ties by id.",
     responses((status = 200, body = Success<RankedBody>)))]
 async fn ranked() {}
 
+/// A catalog page.
 #[utoipa::path(get, path = "/product", tag = "catalog", params(PageQuery),
     responses(
         (status = 200, description = "a page by id ascending; limit above 100 is 100", body = Success<CatalogBody>),
@@ -105,6 +111,7 @@ async fn ranked() {}
     ))]
 async fn catalog() {}
 
+/// Add a product (admin).
 #[utoipa::path(post, path = "/product", tag = "catalog", request_body = NewProductRequest,
     security(("bearer" = [])),
     responses(
@@ -115,6 +122,7 @@ async fn catalog() {}
     ))]
 async fn add_product() {}
 
+/// Look a product up.
 #[utoipa::path(get, path = "/product/{product_id}", tag = "catalog",
     params(("product_id" = i64, Path, description = "a positive integer")),
     responses(
@@ -124,6 +132,7 @@ async fn add_product() {}
     ))]
 async fn product() {}
 
+/// Edit or restock a product (admin).
 #[utoipa::path(patch, path = "/product/{product_id}", tag = "catalog",
     params(("product_id" = i64, Path, description = "a positive integer")),
     request_body = EditProductRequest, security(("bearer" = [])),
@@ -135,6 +144,7 @@ async fn product() {}
     ))]
 async fn edit_product() {}
 
+/// Order: reserve stock and create the order form.
 #[utoipa::path(post, path = "/order/{user_id}", tag = "orders",
     params(("user_id" = String, Path, description = USER_ID),
            ("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for 24 h")),
@@ -147,6 +157,7 @@ async fn edit_product() {}
     ))]
 async fn order() {}
 
+/// The pending order form.
 #[utoipa::path(get, path = "/order/{user_id}", tag = "orders",
     params(("user_id" = String, Path, description = USER_ID)), security((), ("bearer" = [])),
     responses(
@@ -155,6 +166,7 @@ async fn order() {}
     ))]
 async fn pending_order() {}
 
+/// Pay the pending order form.
 #[utoipa::path(post, path = "/order/{user_id}/pay", tag = "orders",
     params(("user_id" = String, Path, description = USER_ID),
            ("Idempotency-Key" = Option<String>, Header, description = "replays the first answer for 24 h")),
