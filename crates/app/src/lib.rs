@@ -59,7 +59,8 @@ impl Application {
         let publisher: Arc<dyn EventPublisher> = match &config.data_platform_url {
             Some(url) => {
                 let timeout = Duration::from_millis(config.data_platform_timeout_ms);
-                tracing::info!(url, "payment events go to the data platform");
+                let shown = store_mysql::redact(url);
+                tracing::info!(url = shown, "payment events go to the data platform");
                 Arc::new(HttpPublisher::new(url, timeout)?)
             }
             None => {
