@@ -99,3 +99,40 @@ fn sigterm_stops_it_gracefully() {
     assert!(exit.success(), "a graceful stop exits 0, got {exit}");
     assert!(lines.map_while(Result::ok).any(|line| line.contains("stopped")));
 }
+
+#[test]
+fn json_logs_carry_the_request_id_and_the_user() {
+    let mut child = mall()
+        .env("MALL_BIND", "127.0.0.1:0")
+        .env("MALL_LOG_FORMAT", "json")
+        .env("MALL_ADMIN_TOKEN", "a-secret-that-must-never-be-logged")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mall starts");
+    let mut lines =
+        BufReader::new(child.stdout.take().expect("stdout")).lines().map_while(Result::ok);
+    let listening = lines.by_ref().find(|line| line.contains("listening on")).expect("started");
+    let entry: serde_json::Value = serde_json::from_str(&listening).expect("JSON");
+    let address = entry["address"].as_str().expect("an address").to_owned();
+
+    let response = reqwest::blocking::Client::new()
+        .get(format!("http://{address}/user/alice/point"))
+        .header("X-Request-Id", "probe-7")
+        .bearer_auth("a-secret-that-must-never-be-logged")
+        .send()
+        .expect("answer");
+    assert_eq!(
+        response.headers().get("x-request-id").and_then(|v| v.to_str().ok()),
+        Some("probe-7")
+    );
+    let line = lines.find(|line| line.contains("probe-7")).expect("the request's log line");
+    let _ = child.kill();
+    let _ = child.wait();
+    let entry: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(entry["span"]["request_id"], "probe-7", "{line}");
+    assert_eq!(entry["span"]["route"], "/user/{user_id}/point", "{line}");
+    assert_eq!(entry["span"]["user"], "alice", "{line}");
+    assert_eq!(entry["status"], 404, "{line}");
+    assert!(!line.contains("a-secret-that-must-never-be-logged"));
+}

@@ -169,6 +169,8 @@ pub async fn request_context(
         method = %request.method(),
         route,
         path = request.path(),
+        user = tracing::field::Empty,
+        order_id = tracing::field::Empty,
     );
     let started = Instant::now();
     let result = next.call(request).instrument(span.clone()).await;

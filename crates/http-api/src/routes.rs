@@ -76,7 +76,13 @@ fn fingerprint(request: &str) -> String {
 fn acting_user(caller: &Caller, raw: &str) -> Result<UserId, ApiError> {
     let user = user_id(raw)?;
     caller.may_act_as(user.as_str())?;
+    tracing::Span::current().record("user", user.as_str());
     Ok(user)
+}
+
+/// Puts the order form's id on the request's log lines.
+fn log_order(order_id: &domain::values::OrderId) {
+    tracing::Span::current().record("order_id", order_id.as_str());
 }
 
 fn product_id(raw: &str) -> Result<ProductId, ApiError> {
@@ -191,6 +197,7 @@ pub async fn order(
         "mall_orders_total",
         mall.place_order(user, items, key).await.map_err(ApiError::from),
     )?;
+    log_order(&order.id);
     ok(OrderBody { order: order.into() })
 }
 
@@ -200,6 +207,7 @@ pub async fn pending_order(
     path: web::Path<String>,
 ) -> Reply {
     let order = mall.pending_order(acting_user(&caller, &path)?).await?;
+    log_order(&order.id);
     ok(OrderBody { order: order.into() })
 }
 
@@ -217,6 +225,7 @@ pub async fn pay(
         counted("mall_payments_total", mall.pay(user, items, key).await.map_err(ApiError::from))?;
     metrics::counter!("mall_points_paid_total")
         .increment(receipt.payment.amount.get().unsigned_abs());
+    log_order(&receipt.payment.order_id);
     ok(PayBody { payment: receipt.payment.into(), amount: receipt.balance.get() })
 }
 

@@ -138,6 +138,8 @@ impl MysqlStore {
             let state = pool.state();
             metrics::gauge!("db_pool_connections").set(f64::from(state.connections));
             metrics::gauge!("db_pool_idle_connections").set(f64::from(state.idle_connections));
+            let in_use = state.connections.saturating_sub(state.idle_connections);
+            metrics::gauge!("db_pool_in_use_connections").set(f64::from(in_use));
             let mut conn: PooledConnection<_> = conn.map_err(|e| {
                 metrics::counter!("db_pool_checkout_failures_total").increment(1);
                 anyhow!("no database connection available: {e}")
