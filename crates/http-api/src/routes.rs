@@ -56,6 +56,21 @@ fn idempotency_key(
     Ok(Some(IdempotencyKey::new(user.clone(), raw, fingerprint(&what.to_string()))?))
 }
 
+/// The parts of an order or pay call, checked in SPEC order: who, what, and the retry key
+/// bound to what is asked (`call` keeps an order's key from replaying for a payment).
+fn items_call(
+    call: &str,
+    caller: &Caller,
+    request: &HttpRequest,
+    path: &str,
+    body: web::Json<Vec<ItemRequest>>,
+) -> Result<(UserId, OrderItems, Option<IdempotencyKey>), ApiError> {
+    let user = acting_user(caller, path)?;
+    let items = order_items(body.into_inner())?;
+    let key = idempotency_key(request, &user, format_args!("{call} {}", canonical(&items)))?;
+    Ok((user, items, key))
+}
+
 fn canonical(items: &OrderItems) -> String {
     items
         .iter()
@@ -190,9 +205,7 @@ pub async fn order(
     path: web::Path<String>,
     body: web::Json<Vec<ItemRequest>>,
 ) -> Reply {
-    let user = acting_user(&caller, &path)?;
-    let items = order_items(body.into_inner())?;
-    let key = idempotency_key(&request, &user, format_args!("order {}", canonical(&items)))?;
+    let (user, items, key) = items_call("order", &caller, &request, &path, body)?;
     let order = counted(
         "mall_orders_total",
         mall.place_order(user, items, key).await.map_err(ApiError::from),
@@ -218,9 +231,7 @@ pub async fn pay(
     path: web::Path<String>,
     body: web::Json<Vec<ItemRequest>>,
 ) -> Reply {
-    let user = acting_user(&caller, &path)?;
-    let items = order_items(body.into_inner())?;
-    let key = idempotency_key(&request, &user, format_args!("pay {}", canonical(&items)))?;
+    let (user, items, key) = items_call("pay", &caller, &request, &path, body)?;
     let receipt =
         counted("mall_payments_total", mall.pay(user, items, key).await.map_err(ApiError::from))?;
     metrics::counter!("mall_points_paid_total")
