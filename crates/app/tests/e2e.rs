@@ -156,25 +156,40 @@ async fn two_hundred_concurrent_charges_add_exactly_200(backend: Backend) {
     assert_eq!(app.balance("alice").await, 200);
 }
 
+/// Alice pays `items` twenty times at once, with `key` or without; the answers.
+async fn twenty_concurrent_pays(
+    app: &TestApp,
+    items: &Value,
+    key: Option<&str>,
+) -> Vec<(StatusCode, Value)> {
+    let mut pays = JoinSet::new();
+    for _ in 0..20 {
+        let mut request = app.client.post(format!("{}/order/alice/pay", app.base)).json(items);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        pays.spawn(async move {
+            let response = request.send().await.expect("answer");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON"))
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = pays.join_next().await {
+        answers.push(answer.expect("task"));
+    }
+    answers
+}
+
 async fn twenty_concurrent_pays_of_one_form_succeed_once_and_debit_once(backend: Backend) {
     let app = spawn_app(backend, 600).await;
     app.user("alice", 10_000).await;
     let item = app.product(700, 5).await;
     let items = json!([{"product_id": item, "count": 2}]);
     assert_eq!(app.post("/order/alice", items.clone()).await.0, StatusCode::OK);
-    let mut pays = JoinSet::new();
-    for _ in 0..20 {
-        let (client, url, items) =
-            (app.client.clone(), format!("{}/order/alice/pay", app.base), items.clone());
-        pays.spawn(async move {
-            let response = client.post(url).json(&items).send().await.expect("answer");
-            let status = response.status();
-            (status, response.json::<Value>().await.expect("JSON")["errorcode"].clone())
-        });
-    }
     let mut paid = 0;
-    while let Some(answer) = pays.join_next().await {
-        match answer.expect("task") {
+    for (status, body) in twenty_concurrent_pays(&app, &items, None).await {
+        match (status, body["errorcode"].clone()) {
             (StatusCode::OK, code) if code == 0 => paid += 1,
             (StatusCode::NOT_FOUND, code) if code == 5 => {}
             other => panic!("unexpected answer {other:?}"),
@@ -254,25 +269,9 @@ async fn a_retried_payment_is_charged_once(backend: Backend) {
     let items = json!([{"product_id": item, "count": 2}]);
     assert_eq!(app.post("/order/alice", items.clone()).await.0, StatusCode::OK);
 
-    let mut pays = JoinSet::new();
-    for _ in 0..20 {
-        let (client, url, items) =
-            (app.client.clone(), format!("{}/order/alice/pay", app.base), items.clone());
-        pays.spawn(async move {
-            let response = client
-                .post(url)
-                .header("Idempotency-Key", "pay-once")
-                .json(&items)
-                .send()
-                .await
-                .expect("answer");
-            let status = response.status();
-            (status, response.json::<Value>().await.expect("JSON"))
-        });
-    }
     let mut bodies = Vec::new();
-    while let Some(answer) = pays.join_next().await {
-        match answer.expect("task") {
+    for answer in twenty_concurrent_pays(&app, &items, Some("pay-once")).await {
+        match answer {
             (StatusCode::OK, body) => bodies.push(body),
             (StatusCode::CONFLICT, body) if body["errorcode"] == 1 => {}
             other => panic!("unexpected answer {other:?}"),
