@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BROWSER_DIR := crates/app/tests/browser
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt migrate deps browser-deps docs-screenshot db-up db-clean check-domain-pure chaos chaos-short
+.PHONY: help run test lint fmt migrate deps browser-deps docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -89,6 +89,14 @@ db-clean: ## Drop the databases earlier test runs left behind
 		"SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'mall\\_test\\_%'"); do \
 		mariadb -uroot -h127.0.0.1 -e "DROP DATABASE \`$$db\`"; \
 	done
+
+bench: deps db-up ## Benchmark the release build on both stores (10 s per scenario) and write docs/benchmarks.md
+	$(CARGO) build --release -p app -p bench
+	target/release/mall-bench --seconds 10 --products 10000 --users 10000 --report docs/benchmarks.md
+
+bench-quick: deps db-up ## The same, short (3 s per scenario, under 2 minutes after the build)
+	$(CARGO) build --release -p app -p bench
+	target/release/mall-bench --seconds 3
 
 check-domain-pure: ## Fail if the domain crate depends on an I/O crate
 	@bad=$$($(CARGO) tree -p domain -e normal --prefix none --format '{p}' \
