@@ -19,4 +19,4 @@ pub mod support;
 pub mod values;
 
 pub use relay::{EventRelay, RelayReport, RelaySettings};
-pub use service::{HealthReport, Mall, Settings, Stores, MAX_PAGE_SIZE};
+pub use service::{HealthReport, Mall, Settings, Stores, MAX_PAGE_SIZE, RANKING_FRESHNESS};

@@ -469,7 +469,9 @@ async fn an_expired_form_cannot_be_paid_and_its_stock_returns_on_the_sweep() {
 
 #[actix_web::test]
 async fn ranking_lists_paid_units_best_first() {
-    let app = service(shop().mall, Some(TOKEN)).await;
+    let shop = shop();
+    let clock = shop.clock.clone();
+    let app = service(shop.mall, Some(TOKEN)).await;
     stocked(&app).await;
     let (_, empty) = send(&app, get("/product/ranked")).await;
     assert_eq!(empty, json!({"errorcode": 0, "products": []}));
@@ -478,6 +480,9 @@ async fn ranking_lists_paid_units_best_first() {
     send(&app, post("/order/alice", items.clone())).await;
     send(&app, post("/order/alice/pay", items)).await;
     send(&app, post("/order/alice", json!([{"product_id": 1, "count": 1}]))).await;
+    let (_, cached) = send(&app, get("/product/ranked")).await;
+    assert_eq!(cached, empty, "the ranking is reused for up to a second");
+    clock.advance(TimeDelta::seconds(1));
     let (status, body) = send(&app, get("/product/ranked")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(

@@ -30,6 +30,27 @@ use crate::values::{EventId, OrderId, PaymentId, Points, ProductId, UserId};
 /// The largest catalog page; a larger `limit` is treated as this.
 pub const MAX_PAGE_SIZE: u64 = 100;
 
+/// How long a computed ranking is reused.
+pub const RANKING_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
+
+/// The last ranking and when it was computed.
+#[derive(Debug, Default)]
+struct RankingCache(std::sync::Mutex<Option<(DateTime<Utc>, Vec<RankedProduct>)>>);
+
+impl RankingCache {
+    fn fresh_at(&self, now: DateTime<Utc>) -> Option<Vec<RankedProduct>> {
+        let cached = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cached
+            .as_ref()
+            .filter(|(at, _)| now >= *at && now - *at < RANKING_FRESHNESS)
+            .map(|(_, ranked)| ranked.clone())
+    }
+
+    fn keep(&self, at: DateTime<Utc>, ranked: Vec<RankedProduct>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((at, ranked));
+    }
+}
+
 /// What `/health` reports beyond "the store answers".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthReport {
@@ -115,6 +136,7 @@ pub struct Mall {
     ids: Arc<dyn IdGenerator>,
     settings: Settings,
     in_flight: Arc<InFlight>,
+    ranking_cache: Arc<RankingCache>,
 }
 
 impl fmt::Debug for Mall {
@@ -130,7 +152,14 @@ impl Mall {
         ids: Arc<dyn IdGenerator>,
         settings: Settings,
     ) -> Self {
-        Self { stores, clock, ids, settings, in_flight: Arc::default() }
+        Self {
+            stores,
+            clock,
+            ids,
+            settings,
+            in_flight: Arc::default(),
+            ranking_cache: Arc::default(),
+        }
     }
 
     /// Registers a user with a zero balance.
@@ -327,9 +356,18 @@ impl Mall {
     ///
     /// # Errors
     /// `Unexpected` when the store fails.
+    ///
+    /// The answer is reused for up to [`RANKING_FRESHNESS`]: a payment shows up within that
+    /// time, and a burst of readers costs the store one query per period.
     pub async fn ranking(&self) -> Result<Vec<RankedProduct>, RankingError> {
-        let since = ranking_window_start(self.clock.now(), self.settings.ranking_days);
-        Ok(self.stores.ranking.top_sellers(since, self.settings.ranking_size).await?)
+        let now = self.clock.now();
+        if let Some(ranked) = self.ranking_cache.fresh_at(now) {
+            return Ok(ranked);
+        }
+        let since = ranking_window_start(now, self.settings.ranking_days);
+        let ranked = self.stores.ranking.top_sellers(since, self.settings.ranking_size).await?;
+        self.ranking_cache.keep(now, ranked.clone());
+        Ok(ranked)
     }
 
     /// Expires up to `limit` forms that are due now and returns how many.

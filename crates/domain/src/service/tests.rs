@@ -540,3 +540,36 @@ async fn a_rejected_call_with_a_key_stays_rejected_and_remembers_nothing() {
     let result = ports.mall().pay(user("alice"), items(&[(1, 1)]), Some(idem("k1", "fp"))).await;
     assert!(matches!(result, Err(PayError::UnknownUser(_))));
 }
+
+#[tokio::test]
+async fn the_ranking_is_reused_for_one_second_then_read_again() {
+    let clock = Arc::new(crate::support::ManualClock::new(t0()));
+    let mut ports = Ports::default();
+    let mut reads = 0;
+    ports.ranking.expect_top_sellers().times(2).returning(move |_, _| {
+        reads += 1;
+        Ok(vec![RankedProduct { product: product(1, 10, 0), sold: reads }])
+    });
+    let stores = Stores {
+        users: Arc::new(ports.users),
+        products: Arc::new(ports.products),
+        orders: Arc::new(ports.orders),
+        payments: Arc::new(ports.payments),
+        ranking: Arc::new(ports.ranking),
+        outbox: Arc::new(ports.outbox),
+        idempotency: Arc::new(ports.idempotency),
+        health: Arc::new(ports.health),
+    };
+    let mall = Mall::new(
+        stores,
+        clock.clone(),
+        Arc::new(crate::support::SequentialIds::new("id")),
+        Settings::default(),
+    );
+    let sold = |ranked: Vec<RankedProduct>| ranked[0].sold;
+    assert_eq!(mall.ranking().await.map(sold).ok(), Some(1));
+    clock.advance(TimeDelta::milliseconds(999));
+    assert_eq!(mall.ranking().await.map(sold).ok(), Some(1), "reused within a second");
+    clock.advance(TimeDelta::milliseconds(1));
+    assert_eq!(mall.ranking().await.map(sold).ok(), Some(2), "read again after a second");
+}
