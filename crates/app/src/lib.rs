@@ -142,10 +142,6 @@ impl Application {
         self.address
     }
 
-    pub fn mall(&self) -> &Mall {
-        &self.mall
-    }
-
     /// The admin token in force (the configured one, or the demo's).
     pub fn admin_token(&self) -> Option<&str> {
         self.admin_token.as_deref()

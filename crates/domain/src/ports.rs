@@ -17,6 +17,32 @@ use crate::model::{
 };
 use crate::values::{EventId, Points, ProductId, UserId};
 
+/// Every persistence role at once: what one storage adapter implements (see
+/// [`crate::Stores::from_one`]), and what the contract suite tests.
+pub trait Store:
+    UserRepository
+    + ProductRepository
+    + OrderRepository
+    + PaymentRepository
+    + SalesRanking
+    + Outbox
+    + IdempotencyStore
+    + HealthProbe
+{
+}
+
+impl<T> Store for T where
+    T: UserRepository
+        + ProductRepository
+        + OrderRepository
+        + PaymentRepository
+        + SalesRanking
+        + Outbox
+        + IdempotencyStore
+        + HealthProbe
+{
+}
+
 /// Users and their point balances.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]

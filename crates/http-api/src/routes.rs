@@ -42,7 +42,7 @@ fn counted<T>(name: &'static str, result: Result<T, ApiError>) -> Result<T, ApiE
 }
 
 /// The header a client sends to make a charge, order or payment safe to retry.
-pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
 /// The request's `Idempotency-Key`, bound to a fingerprint of what the request asks for (not
 /// its bytes: the same items in another order are the same request).

@@ -6,38 +6,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use domain::model::{
     NewProduct, Order, OrderLine, OrderStatus, Payment, PaymentCompleted, PaymentPlan,
 };
-use domain::ports::{
-    HealthProbe, IdempotencyStore, OrderRepository, Outbox, PaymentRepository, ProductRepository,
-    SalesRanking, UserRepository,
-};
+pub use domain::ports::Store;
 use domain::values::{
     Count, EventId, OrderId, PaymentId, Points, Price, ProductId, ProductName, Stock, UserId,
 };
-
-/// Everything a persistence adapter implements.
-pub trait Store:
-    IdempotencyStore
-    + UserRepository
-    + ProductRepository
-    + OrderRepository
-    + PaymentRepository
-    + SalesRanking
-    + Outbox
-    + HealthProbe
-{
-}
-
-impl<T> Store for T where
-    T: IdempotencyStore
-        + UserRepository
-        + ProductRepository
-        + OrderRepository
-        + PaymentRepository
-        + SalesRanking
-        + Outbox
-        + HealthProbe
-{
-}
 
 /// A fixed instant the scenarios count from.
 pub fn t0() -> DateTime<Utc> {

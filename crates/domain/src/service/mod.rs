@@ -23,7 +23,7 @@ use crate::model::{
 };
 use crate::ports::{
     Clock, HealthProbe, IdGenerator, IdempotencyStore, OrderRepository, Outbox, PaymentRepository,
-    ProductRepository, SalesRanking, UserRepository,
+    ProductRepository, SalesRanking, Store, UserRepository,
 };
 use crate::values::{EventId, OrderId, PaymentId, Points, ProductId, UserId};
 
@@ -98,17 +98,7 @@ pub struct Stores {
 
 impl Stores {
     /// Uses one adapter for every role.
-    pub fn from_one<S>(store: Arc<S>) -> Self
-    where
-        S: UserRepository
-            + ProductRepository
-            + OrderRepository
-            + PaymentRepository
-            + SalesRanking
-            + Outbox
-            + IdempotencyStore
-            + HealthProbe,
-    {
+    pub fn from_one<S: Store>(store: Arc<S>) -> Self {
         Self {
             users: store.clone(),
             products: store.clone(),

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use mockall::predicate::eq;
 
 use super::*;
-use crate::model::{sales_hour, OrderItemsError};
+use crate::model::sales_hour;
 use crate::ports::{
     MockClock, MockHealthProbe, MockIdGenerator, MockIdempotencyStore, MockOrderRepository,
     MockOutbox, MockPaymentRepository, MockProductRepository, MockSalesRanking, MockUserRepository,
@@ -428,11 +428,6 @@ async fn expiry_sweeps_with_the_clocks_time() {
     let mut ports = Ports::default();
     ports.orders.expect_expire_due().with(eq(t0()), eq(100)).returning(|_, _| Ok(2));
     assert_eq!(ports.mall().expire_due_forms(100).await.ok(), Some(2));
-}
-
-#[test]
-fn order_items_errors_are_shape_errors_not_store_errors() {
-    assert_eq!(OrderItems::new([]), Err(OrderItemsError::Empty));
 }
 
 #[tokio::test]
