@@ -154,12 +154,28 @@ async fn drive(
         all.extend(latencies.unwrap_or_default());
     }
     let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let percentile = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
-            .map_or(0.0, |&us| f64::from(us) / 1000.0)
+    let (p50, p99) = p50_p99_ms(&mut all);
+    (all.len() as u64, errors.load(Ordering::Relaxed), elapsed, p50, p99)
+}
+
+/// The median and 99th percentile of latencies in microseconds, in milliseconds.
+fn p50_p99_ms(latencies: &mut [u32]) -> (f64, f64) {
+    latencies.sort_unstable();
+    let at = |p: f64| {
+        let index = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
+        latencies.get(index).map_or(0.0, |&us| f64::from(us) / 1000.0)
     };
-    (all.len() as u64, errors.load(Ordering::Relaxed), elapsed, percentile(0.5), percentile(0.99))
+    (at(0.5), at(0.99))
+}
+
+/// The `errorcode` of an answer, or null when there was no answer or it was not JSON.
+async fn errorcode(answer: reqwest::Result<reqwest::Response>) -> Value {
+    match answer {
+        Ok(response) => {
+            response.json::<Value>().await.map_or(Value::Null, |b| b["errorcode"].clone())
+        }
+        Err(_) => Value::Null,
+    }
 }
 
 fn ok(status: u16) -> bool {
@@ -281,26 +297,13 @@ async fn flash_sale(
                 }
                 let items = json!([{"product_id": product, "count": 1}]);
                 let sent = Instant::now();
-                let order = client.post(format!("{base}/order/flash{i}")).json(&items).send().await;
-                let code = match order {
-                    Ok(r) => r
-                        .json::<Value>()
-                        .await
-                        .map(|b| b["errorcode"].clone())
-                        .unwrap_or(Value::Null),
-                    Err(_) => Value::Null,
-                };
+                let code = errorcode(
+                    client.post(format!("{base}/order/flash{i}")).json(&items).send().await,
+                )
+                .await;
                 if code == 0 {
-                    let pay =
-                        client.post(format!("{base}/order/flash{i}/pay")).json(&items).send().await;
-                    let paid_code = match pay {
-                        Ok(r) => r
-                            .json::<Value>()
-                            .await
-                            .map(|b| b["errorcode"].clone())
-                            .unwrap_or(Value::Null),
-                        Err(_) => Value::Null,
-                    };
+                    let pay = client.post(format!("{base}/order/flash{i}/pay")).json(&items);
+                    let paid_code = errorcode(pay.send().await).await;
                     if paid_code == 0 { &paid } else { &other }.fetch_add(1, Ordering::Relaxed);
                 } else if code == 4 {
                     sold_out.fetch_add(1, Ordering::Relaxed);
@@ -316,11 +319,7 @@ async fn flash_sale(
         all.extend(latencies?);
     }
     let seconds = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let at = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len() - 1))
-            .map_or(0.0, |&us| f64::from(us) / 1000.0)
-    };
+    let (p50_ms, p99_ms) = p50_p99_ms(&mut all);
     let left: Value = client.get(format!("{base}/product/{product}")).send().await?.json().await?;
     let (paid, sold_out, other) = (
         paid.load(Ordering::Relaxed),
@@ -338,8 +337,8 @@ async fn flash_sale(
         requests: buyers,
         errors: other,
         seconds,
-        p50_ms: at(0.5),
-        p99_ms: at(0.99),
+        p50_ms,
+        p99_ms,
         note: format!(
             "{:.0} buyers/s; exactly 500 paid, 1 500 code 4, 0 left",
             buyers as f64 / seconds
@@ -404,23 +403,17 @@ async fn run_store(
     ];
     // Some sales, so the ranking has something to rank.
     for i in 0..50_u64 {
-        let items = json!([{"product_id": 1 + i % 20, "count": 1}]);
+        let items = json!([{"product_id": 1 + i % products.min(20), "count": 1}]);
         admin(
             &client,
             &base,
             reqwest::Method::POST,
-            &format!("/order/u{}", 500 + i % 400),
+            &format!("/order/u{}", i % users),
             items.clone(),
         )
         .await?;
-        admin(
-            &client,
-            &base,
-            reqwest::Method::POST,
-            &format!("/order/u{}/pay", 500 + i % 400),
-            items,
-        )
-        .await?;
+        admin(&client, &base, reqwest::Method::POST, &format!("/order/u{}/pay", i % users), items)
+            .await?;
     }
     let mut rows = Vec::new();
     for (scenario, make) in scenarios {
@@ -488,6 +481,9 @@ fn table(rows: &[Row], rss: &[(&str, Option<f64>)]) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
+    if options.users < options.connections || options.products == 0 {
+        bail!("each connection orders as its own user: give at least as many --users as --connections, and some --products");
+    }
     let mut rows = Vec::new();
     let mut rss = Vec::new();
     let (memory, peak) = run_store("memory", None, &options).await?;
