@@ -53,6 +53,17 @@ pub(crate) fn claim<E: From<IdempotencyError>>(
     }
 }
 
+/// Gives back a key this transaction claimed for a call that was then refused, as a rollback of
+/// that call alone would.
+pub(crate) fn release<E>(c: &mut Conn, remember: Option<&Remember>) -> Result<(), TxError<E>> {
+    let Some(remember) = remember else { return Ok(()) };
+    diesel::delete(
+        idempotency_keys::table.find((remember.key.user().as_str(), remember.key.key())),
+    )
+    .execute(c)?;
+    Ok(())
+}
+
 /// Completes the key's row with what the call produced.
 pub(crate) fn complete<E>(
     c: &mut Conn,

@@ -10,6 +10,7 @@
 //!   deadlock one another. See `docs/persistence.md`.
 //! - Times come from the domain's clock, never from `NOW()`, and are stored as UTC `DATETIME(6)`.
 
+mod batch;
 mod catalog;
 mod idempotency;
 mod orders;
@@ -21,6 +22,8 @@ pub mod testing;
 mod tx;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
@@ -28,6 +31,8 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use domain::errors::PlaceOrderError;
+use domain::model::Order;
 
 type Conn = MysqlConnection;
 type DbPool = Pool<ConnectionManager<Conn>>;
@@ -60,6 +65,40 @@ impl Default for PoolOptions {
 #[derive(Clone)]
 pub struct MysqlStore {
     pool: DbPool,
+    order_batches: Arc<batch::Batcher<orders::OrderJob, Result<Order, PlaceOrderError>>>,
+    batch_stats: Arc<BatchStats>,
+}
+
+/// How orders have been grouped into transactions since the store opened.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    batches: AtomicU64,
+    orders: AtomicU64,
+    largest: AtomicU64,
+}
+
+impl BatchStats {
+    fn record(&self, size: usize) {
+        let size = size as u64;
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.orders.fetch_add(size, Ordering::Relaxed);
+        self.largest.fetch_max(size, Ordering::Relaxed);
+    }
+
+    /// Transactions that placed orders.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Orders those transactions placed or refused.
+    pub fn orders(&self) -> u64 {
+        self.orders.load(Ordering::Relaxed)
+    }
+
+    /// The most orders one transaction took.
+    pub fn largest(&self) -> u64 {
+        self.largest.load(Ordering::Relaxed)
+    }
 }
 
 impl fmt::Debug for MysqlStore {
@@ -119,7 +158,13 @@ impl MysqlStore {
             }))
             .build(manager)
             .context("opening the database connection pool")?;
-        Ok(Self { pool })
+        Ok(Self { pool, order_batches: Arc::default(), batch_stats: Arc::default() })
+    }
+
+    /// How orders have been grouped into transactions so far (group commit, see
+    /// `docs/persistence.md`).
+    pub fn order_batch_stats(&self) -> &BatchStats {
+        &self.batch_stats
     }
 
     /// Runs `work` with a pooled connection on the blocking pool.

@@ -4,18 +4,19 @@
 //! ascending id. The sweeper skips the user (it starts at the forms) but keeps the rest of the
 //! order, so no two of these transactions can wait on each other in a cycle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Datetime};
+use diesel::sql_types::{BigInt, Datetime, Text};
 use domain::errors::{PayError, PlaceOrderError};
 use domain::idempotency::Remember;
 use domain::model::{sales_hour, Order, PaymentPlan, PaymentReceipt};
 use domain::ports::{OrderRepository, PaymentRepository};
-use domain::values::{Points, ProductId, UserId};
+use domain::values::{Points, UserId};
 
 use crate::idempotency;
 use crate::rows::{to_db, FormRow, LineRow, NewForm, EXPIRED, PAID, PENDING, REPLACED};
@@ -62,7 +63,7 @@ fn release(c: &mut Conn, units: &BTreeMap<i64, i64>) -> QueryResult<()> {
     Ok(())
 }
 
-fn units_per_product(lines: &[LineRow]) -> BTreeMap<i64, i64> {
+fn units_per_product<'a>(lines: impl IntoIterator<Item = &'a LineRow>) -> BTreeMap<i64, i64> {
     let mut units = BTreeMap::new();
     for line in lines {
         *units.entry(line.product_id).or_insert(0) += line.count;
@@ -70,72 +71,260 @@ fn units_per_product(lines: &[LineRow]) -> BTreeMap<i64, i64> {
     units
 }
 
-fn place(
+/// An order waiting for the next batch, with its caller's idempotency key.
+#[derive(Debug)]
+pub(crate) struct OrderJob {
+    order: Order,
+    remember: Option<Remember>,
+}
+
+/// Orders per batch are bounded by their lines, so the batch's inserts stay well inside
+/// MariaDB's 65 535 placeholders per statement.
+const BATCH_LINES: usize = 4_000;
+
+/// A user's pending form while a batch is worked out: stored before the batch, or placed by
+/// the batch's `i`-th order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Form {
+    Stored(String),
+    Placed(usize),
+}
+
+/// The units a pending form holds, per product.
+#[derive(Debug)]
+struct Held {
+    form: Form,
+    units: BTreeMap<i64, i64>,
+}
+
+/// What the batch has decided so far, from the rows it locked.
+#[derive(Debug, Default)]
+struct Plan {
+    balances: HashMap<String, i64>,
+    /// (available, reserved) per product, as the batch leaves them.
+    stock: BTreeMap<i64, (i64, i64)>,
+    held: HashMap<String, Held>,
+    /// Stored forms replaced by an order of this batch, with when.
+    replaced_stored: Vec<(String, NaiveDateTime)>,
+    /// Forms of this batch replaced by a later order of the same batch, with when.
+    replaced_placed: HashMap<usize, NaiveDateTime>,
+}
+
+impl Plan {
+    /// Decides the `i`-th order against the state the earlier orders left, and applies it when
+    /// accepted. The checks and their order are SPEC §1.5's: user, products, stock (the lowest
+    /// short product id is named), then points.
+    fn decide(&mut self, i: usize, order: &Order) -> Result<(), PlaceOrderError> {
+        let user = order.user_id.as_str();
+        let Some(&balance) = self.balances.get(user) else {
+            return Err(PlaceOrderError::UnknownUser(order.user_id.clone()));
+        };
+        if let Some(line) =
+            order.lines.iter().find(|l| !self.stock.contains_key(&l.product_id.get()))
+        {
+            return Err(PlaceOrderError::UnknownProduct(line.product_id));
+        }
+        // The net change per product: the new form's units minus what the old form gives back.
+        let mut units = BTreeMap::new();
+        for line in &order.lines {
+            *units.entry(line.product_id.get()).or_insert(0) += line.count.get();
+        }
+        let mut delta = units.clone();
+        if let Some(old) = self.held.get(user) {
+            for (&product, &count) in &old.units {
+                *delta.entry(product).or_insert(0) -= count;
+            }
+        }
+        for (&product, &wanted) in &delta {
+            if wanted > 0
+                && self.stock.get(&product).is_some_and(|&(available, _)| available < wanted)
+            {
+                let short = order.lines.iter().map(|l| l.product_id).find(|id| id.get() == product);
+                return Err(short.map_or_else(
+                    || anyhow!("product {product} is short but not in the order").into(),
+                    PlaceOrderError::LackOfStock,
+                ));
+            }
+        }
+        if balance < order.total.get() {
+            return Err(PlaceOrderError::LackOfPoints);
+        }
+        for (product, moved) in delta {
+            if let Some((available, reserved)) = self.stock.get_mut(&product) {
+                *available -= moved;
+                *reserved += moved;
+            }
+        }
+        let at = to_db(order.created_at);
+        match self.held.insert(user.to_owned(), Held { form: Form::Placed(i), units }) {
+            Some(Held { form: Form::Stored(id), .. }) => self.replaced_stored.push((id, at)),
+            Some(Held { form: Form::Placed(earlier), .. }) => {
+                self.replaced_placed.insert(earlier, at);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// Places a batch of orders in one transaction, each with its own outcome, exactly as if they
+/// had been placed one after another in queue order. Every row the batch needs is locked up
+/// front in the global order (users, their pending forms, products by ascending id), the batch
+/// is decided in memory, and each changed row is written once.
+fn place_batch(
     c: &mut Conn,
-    order: &Order,
-    remember: Option<&Remember>,
-) -> Result<(), TxError<PlaceOrderError>> {
-    idempotency::claim(c, remember, idempotency::ORDERED)?;
-    let user = &order.user_id;
-    let Some(balance) = lock_user(c, user)? else {
-        return reject(PlaceOrderError::UnknownUser(user.clone()));
-    };
-    let wanted: Vec<i64> = order.lines.iter().map(|l| l.product_id.get()).collect();
-    let known: Vec<i64> =
-        products::table.filter(products::id.eq_any(&wanted)).select(products::id).load(c)?;
-    if let Some(&missing) = wanted.iter().find(|id| !known.contains(id)) {
-        let missing = ProductId::new(missing).map_err(|e| TxError::Rejected(anyhow!(e).into()))?;
-        return reject(PlaceOrderError::UnknownProduct(missing));
+    jobs: &[OrderJob],
+) -> Result<Vec<Result<(), PlaceOrderError>>, TxError<anyhow::Error>> {
+    let mut outcomes: Vec<Option<Result<(), PlaceOrderError>>> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outcomes.push(match idempotency::claim(c, job.remember.as_ref(), idempotency::ORDERED) {
+            Ok(()) => None,
+            Err(TxError::Rejected(refused)) => Some(Err(refused)),
+            Err(TxError::Db(error)) => return Err(TxError::Db(error)),
+        });
     }
 
-    // The net change per product: the new form's units minus what the old form gives back.
-    let old = lock_pending_form(c, user)?;
-    let old_lines = match &old {
-        Some((id, _)) => lines_of(c, std::slice::from_ref(id))?,
-        None => Vec::new(),
+    let user_ids: BTreeSet<&str> = jobs.iter().map(|j| j.order.user_id.as_str()).collect();
+    let mut plan = Plan {
+        balances: users::table
+            .filter(users::id.eq_any(&user_ids))
+            .order(users::id)
+            .select((users::id, users::balance))
+            .for_update()
+            .load::<(String, i64)>(c)?
+            .into_iter()
+            .collect(),
+        ..Plan::default()
     };
-    let mut delta = BTreeMap::new();
-    for line in &order.lines {
-        *delta.entry(line.product_id.get()).or_insert(0) += line.count.get();
+    let known_users: Vec<&str> =
+        user_ids.iter().copied().filter(|u| plan.balances.contains_key(*u)).collect();
+    let forms: Vec<(String, Option<String>)> = order_forms::table
+        .filter(order_forms::pending_user.eq_any(&known_users))
+        .order(order_forms::pending_user)
+        .select((order_forms::id, order_forms::pending_user))
+        .for_update()
+        .load(c)?;
+    let form_ids: Vec<String> = forms.iter().map(|(id, _)| id.clone()).collect();
+    let old_lines = if form_ids.is_empty() { Vec::new() } else { lines_of(c, &form_ids)? };
+    for (id, user) in forms {
+        let units = units_per_product(old_lines.iter().filter(|l| l.order_id == id));
+        plan.held.insert(user.unwrap_or_default(), Held { form: Form::Stored(id), units });
     }
-    for line in &old_lines {
-        *delta.entry(line.product_id).or_insert(0) -= line.count;
-    }
-    // Stock first (ascending ids, so the first short product is named), then points.
-    for (&product, &units) in &delta {
-        if units > 0 {
-            let reserved =
-                diesel::update(products::table.find(product).filter(products::available.ge(units)))
-                    .set((
-                        products::available.eq(products::available - units),
-                        products::reserved.eq(products::reserved + units),
-                    ))
-                    .execute(c)?;
-            if reserved == 0 {
-                let product =
-                    ProductId::new(product).map_err(|e| TxError::Rejected(anyhow!(e).into()))?;
-                return reject(PlaceOrderError::LackOfStock(product));
-            }
-        } else if units < 0 {
-            release(c, &BTreeMap::from([(product, -units)]))?;
+    let product_ids: BTreeSet<i64> = jobs
+        .iter()
+        .flat_map(|j| j.order.lines.iter().map(|l| l.product_id.get()))
+        .chain(old_lines.iter().map(|l| l.product_id))
+        .collect();
+    plan.stock = products::table
+        .filter(products::id.eq_any(&product_ids))
+        .order(products::id)
+        .select((products::id, products::available, products::reserved))
+        .for_update()
+        .load::<(i64, i64, i64)>(c)?
+        .into_iter()
+        .map(|(id, available, reserved)| (id, (available, reserved)))
+        .collect();
+    let before = plan.stock.clone();
+
+    for (i, job) in jobs.iter().enumerate() {
+        if outcomes[i].is_none() {
+            outcomes[i] = Some(plan.decide(i, &job.order));
         }
     }
-    if balance < order.total.get() {
-        return reject(PlaceOrderError::LackOfPoints);
-    }
+    let outcomes: Vec<Result<(), PlaceOrderError>> = outcomes.into_iter().flatten().collect();
 
-    if let Some((old_id, _)) = &old {
-        diesel::update(order_forms::table.find(old_id).filter(order_forms::status.eq(PENDING)))
-            .set((
-                order_forms::status.eq(REPLACED),
-                order_forms::pending_user.eq(None::<String>),
-                order_forms::closed_at.eq(Some(to_db(order.created_at))),
-            ))
-            .execute(c)?;
+    let changed: Vec<(i64, (i64, i64))> = plan
+        .stock
+        .iter()
+        .filter(|(id, now)| before.get(id) != Some(now))
+        .map(|(&id, &s)| (id, s))
+        .collect();
+    set_stock(c, &changed)?;
+    close_replaced(c, &plan.replaced_stored)?;
+    let placed: Vec<&Order> = jobs
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(job, _)| &job.order)
+        .collect();
+    let forms: Vec<NewForm<'_>> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| outcomes[*i].is_ok())
+        .map(|(i, job)| match plan.replaced_placed.get(&i) {
+            Some(&at) => NewForm::replaced(&job.order, at),
+            None => NewForm::pending(&job.order),
+        })
+        .collect();
+    for chunk in forms.chunks(1_000) {
+        diesel::insert_into(order_forms::table).values(chunk).execute(c)?;
     }
-    diesel::insert_into(order_forms::table).values(NewForm::pending(order)).execute(c)?;
-    diesel::insert_into(order_lines::table).values(LineRow::of(order)).execute(c)?;
-    idempotency::complete(c, remember, None, Some(order.id.as_str()), None)
+    let lines: Vec<LineRow> = placed.iter().flat_map(|order| LineRow::of(order)).collect();
+    for chunk in lines.chunks(1_000) {
+        diesel::insert_into(order_lines::table).values(chunk).execute(c)?;
+    }
+    for (job, outcome) in jobs.iter().zip(&outcomes) {
+        match outcome {
+            Ok(()) => idempotency::complete::<anyhow::Error>(
+                c,
+                job.remember.as_ref(),
+                None,
+                Some(job.order.id.as_str()),
+                None,
+            )?,
+            // A claim this batch made for a refused order is given back, as a rollback would.
+            Err(PlaceOrderError::Idempotency(_)) => {}
+            Err(_) => idempotency::release(c, job.remember.as_ref())?,
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Writes the batch's final `(available, reserved)` of each changed product in one statement.
+/// The rows are locked by this transaction, so absolute values are exact.
+fn set_stock(c: &mut Conn, changed: &[(i64, (i64, i64))]) -> QueryResult<()> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    // Integers only, formatted by Rust: nothing here comes from a caller as text.
+    let mut available = String::new();
+    let mut reserved = String::new();
+    let mut ids = Vec::with_capacity(changed.len());
+    for (id, (a, r)) in changed {
+        let _ = write!(available, " WHEN {id} THEN {a}");
+        let _ = write!(reserved, " WHEN {id} THEN {r}");
+        ids.push(id.to_string());
+    }
+    diesel::sql_query(format!(
+        "UPDATE products SET available = CASE id{available} END, \
+         reserved = CASE id{reserved} END WHERE id IN ({})",
+        ids.join(",")
+    ))
+    .execute(c)?;
+    Ok(())
+}
+
+/// Marks stored forms replaced, each at the time of the order that replaced it, in one
+/// statement.
+fn close_replaced(c: &mut Conn, replaced: &[(String, NaiveDateTime)]) -> QueryResult<()> {
+    if replaced.is_empty() {
+        return Ok(());
+    }
+    let whens = " WHEN ? THEN ?".repeat(replaced.len());
+    let marks = vec!["?"; replaced.len()].join(",");
+    let mut query = diesel::sql_query(format!(
+        "UPDATE order_forms SET status = '{REPLACED}', pending_user = NULL, \
+         closed_at = CASE id{whens} END WHERE status = '{PENDING}' AND id IN ({marks})"
+    ))
+    .into_boxed::<diesel::mysql::Mysql>();
+    for (id, at) in replaced {
+        query = query.bind::<Text, _>(id.clone()).bind::<Datetime, _>(*at);
+    }
+    for (id, _) in replaced {
+        query = query.bind::<Text, _>(id.clone());
+    }
+    query.execute(c)?;
+    Ok(())
 }
 
 fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usize> {
@@ -257,6 +446,38 @@ fn commit_payment(
     Points::new(balance_after).map_err(|e| TxError::Rejected(anyhow!(e).into()))
 }
 
+impl MysqlStore {
+    /// Runs queued orders, a batch at a time, until the queue is empty.
+    async fn drain_orders(&self) {
+        let weight = |job: &OrderJob| job.order.lines.len();
+        while let Some(batch) = self.order_batches.next_batch(BATCH_LINES, weight) {
+            let (jobs, replies): (Vec<OrderJob>, Vec<_>) = batch.into_iter().unzip();
+            metrics::histogram!("order_batch_size").record(jobs.len() as f64);
+            self.batch_stats.record(jobs.len());
+            let done = self
+                .blocking(move |c| {
+                    let outcomes = transaction(c, |c| place_batch(c, &jobs));
+                    (jobs, outcomes.map_err(TxError::into_error))
+                })
+                .await;
+            match done {
+                Ok((jobs, Ok(outcomes))) => {
+                    for ((job, reply), outcome) in jobs.into_iter().zip(replies).zip(outcomes) {
+                        let _ = reply.send(outcome.map(|()| job.order));
+                    }
+                }
+                Ok((_, Err(error))) | Err(error) => {
+                    let error = format!("{error:#}");
+                    for reply in replies {
+                        let _ =
+                            reply.send(Err(anyhow!("placing a batch of orders: {error}").into()));
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl OrderRepository for MysqlStore {
     async fn place(
@@ -264,11 +485,14 @@ impl OrderRepository for MysqlStore {
         order: Order,
         remember: Option<Remember>,
     ) -> Result<Order, PlaceOrderError> {
-        self.blocking(move |c| {
-            transaction(c, |c| place(c, &order, remember.as_ref())).map_err(TxError::into_error)?;
-            Ok(order)
-        })
-        .await?
+        let (answer, start) = self.order_batches.submit(OrderJob { order, remember });
+        if start {
+            let store = self.clone();
+            // Detached: a caller that gives up (its request timed out) does not stop the batch
+            // that other callers wait on.
+            tokio::spawn(async move { store.drain_orders().await });
+        }
+        answer.await.map_err(|_| anyhow!("the order batch ended without an answer"))?
     }
 
     async fn pending(&self, user: UserId, now: DateTime<Utc>) -> anyhow::Result<Option<Order>> {

@@ -67,6 +67,7 @@ pub(crate) struct NewForm<'a> {
     pub total: i64,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+    pub closed_at: Option<NaiveDateTime>,
 }
 
 impl<'a> NewForm<'a> {
@@ -79,7 +80,13 @@ impl<'a> NewForm<'a> {
             total: order.total.get(),
             created_at: to_db(order.created_at),
             expires_at: to_db(order.expires_at),
+            closed_at: None,
         }
+    }
+
+    /// A form replaced by a later order of the same batch before it was ever stored pending.
+    pub(crate) fn replaced(order: &'a Order, at: NaiveDateTime) -> Self {
+        Self { pending_user: None, status: REPLACED, closed_at: Some(at), ..Self::pending(order) }
     }
 }
 
