@@ -15,6 +15,7 @@ mod catalog;
 mod idempotency;
 mod orders;
 mod outbox;
+mod pool;
 mod reads;
 mod rows;
 pub mod schema;
@@ -28,14 +29,14 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use domain::errors::PlaceOrderError;
 use domain::model::Order;
 
 type Conn = MysqlConnection;
-type DbPool = Pool<ConnectionManager<Conn>>;
+type DbPool = Pool<pool::Manager>;
 
 /// The migrations in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -111,31 +112,6 @@ impl fmt::Debug for MysqlStore {
     }
 }
 
-/// Every pooled connection runs in READ COMMITTED (no gap locks on the guarded updates), in
-/// UTC, gives up on a row lock after 10 s (the transaction is then retried), and has each
-/// statement stopped after the statement timeout.
-#[derive(Debug, Clone, Copy)]
-struct SessionSetup {
-    statement_timeout: Duration,
-}
-
-impl CustomizeConnection<Conn, diesel::r2d2::Error> for SessionSetup {
-    fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            .and_then(|()| conn.batch_execute("SET SESSION time_zone = '+00:00'"))
-            .and_then(|()| conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 10"))
-            .map_err(diesel::r2d2::Error::QueryError)?;
-        // MariaDB's name; MySQL has none for writes, so a refusal here is not fatal.
-        let seconds = self.statement_timeout.as_secs_f64();
-        if let Err(error) =
-            conn.batch_execute(&format!("SET SESSION max_statement_time = {seconds:.3}"))
-        {
-            tracing::debug!(%error, "this server has no max_statement_time");
-        }
-        Ok(())
-    }
-}
-
 impl MysqlStore {
     /// Creates the database if it is missing, applies pending migrations, and opens the pool.
     /// Blocking: call it from a blocking context or before the runtime serves.
@@ -147,13 +123,15 @@ impl MysqlStore {
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
-        let manager = ConnectionManager::<Conn>::new(url);
+        let manager = pool::Manager(ConnectionManager::<Conn>::new(url));
         let size = options.size.max(2);
         let pool = Pool::builder()
             .max_size(size)
             .min_idle(Some(2))
             .connection_timeout(options.checkout_timeout)
-            .connection_customizer(Box::new(SessionSetup {
+            // Checked from what each connection's queries saw instead (see `pool`).
+            .test_on_check_out(false)
+            .connection_customizer(Box::new(pool::SessionSetup {
                 statement_timeout: options.statement_timeout,
             }))
             .build(manager)
@@ -178,7 +156,7 @@ impl MysqlStore {
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let waited = std::time::Instant::now();
-            let conn = pool.get();
+            let conn = checkout(&pool);
             metrics::histogram!("db_pool_wait_seconds").record(waited.elapsed().as_secs_f64());
             let state = pool.state();
             metrics::gauge!("db_pool_connections").set(f64::from(state.connections));
@@ -193,6 +171,19 @@ impl MysqlStore {
         })
         .await
         .context("a database task panicked")?
+    }
+}
+
+/// A usable pooled connection: an idle one is pinged first, and replaced if the ping fails
+/// (every idle connection may be dead after a database restart, so up to the pool's size).
+fn checkout(pool: &DbPool) -> Result<PooledConnection<pool::Manager>, diesel::r2d2::PoolError> {
+    let mut tries = 0;
+    loop {
+        let mut conn = pool.get()?;
+        tries += 1;
+        if pool::usable(&mut conn) || tries > pool.max_size() {
+            return Ok(conn);
+        }
     }
 }
 
