@@ -242,9 +242,35 @@ impl Mall {
         items: OrderItems,
         remember: Option<Remember>,
     ) -> Result<Order, PlaceOrderError> {
-        if self.stores.users.balance(user.clone()).await?.is_none() {
-            return Err(PlaceOrderError::UnknownUser(user));
-        }
+        // The user is not read up front: the store refuses an unknown user in the same step
+        // that reserves, so the common case costs one read. Only a refusal found here looks
+        // the user up, because an unknown user outranks every other refusal (SPEC §1.5).
+        let priced = self.price(&items).await;
+        let (lines, total) = match priced {
+            Ok(priced) => priced,
+            Err(failure @ PlaceOrderError::Unexpected(_)) => return Err(failure),
+            Err(refusal) => {
+                if self.stores.users.balance(user.clone()).await?.is_none() {
+                    return Err(PlaceOrderError::UnknownUser(user));
+                }
+                return Err(refusal);
+            }
+        };
+        let now = self.clock.now();
+        let order = Order {
+            id: OrderId::new(self.ids.new_id()),
+            user_id: user,
+            lines,
+            total,
+            created_at: now,
+            expires_at: now + self.settings.order_ttl,
+            status: OrderStatus::Pending,
+        };
+        self.stores.orders.place(order, remember).await
+    }
+
+    /// The order's lines at today's prices, and their total.
+    async fn price(&self, items: &OrderItems) -> Result<(Vec<OrderLine>, Points), PlaceOrderError> {
         let known: HashMap<ProductId, Product> = self
             .stores
             .products
@@ -262,17 +288,7 @@ impl Mall {
             })
             .collect::<Result<Vec<_>, PlaceOrderError>>()?;
         let total = order_total(&lines)?;
-        let now = self.clock.now();
-        let order = Order {
-            id: OrderId::new(self.ids.new_id()),
-            user_id: user,
-            lines,
-            total,
-            created_at: now,
-            expires_at: now + self.settings.order_ttl,
-            status: OrderStatus::Pending,
-        };
-        self.stores.orders.place(order, remember).await
+        Ok((lines, total))
     }
 
     /// The user's order form that is waiting for payment.
@@ -315,13 +331,16 @@ impl Mall {
         items: OrderItems,
         remember: Option<Remember>,
     ) -> Result<PaymentReceipt, PayError> {
-        if self.stores.users.balance(user.clone()).await?.is_none() {
-            return Err(PayError::UnknownUser(user));
-        }
+        // As for orders, the user is looked up only when there is no form to pay.
         let now = self.clock.now();
-        let order = match self.stores.orders.pending(user, now).await? {
+        let order = match self.stores.orders.pending(user.clone(), now).await? {
             Some(order) if order.is_payable_at(now) => order,
-            _ => return Err(PayError::NoPendingOrder),
+            _ => {
+                if self.stores.users.balance(user.clone()).await?.is_none() {
+                    return Err(PayError::UnknownUser(user));
+                }
+                return Err(PayError::NoPendingOrder);
+            }
         };
         if !items.matches(&order.lines) {
             return Err(PayError::ItemsMismatch);

@@ -168,6 +168,7 @@ async fn balance_of_an_unknown_user_is_an_error_not_zero() {
 async fn store_failures_surface_as_unexpected() {
     let mut ports = Ports::default();
     ports.users.expect_balance().returning(|_| Err(anyhow!("connection refused")));
+    ports.products.expect_products().returning(|_| Err(anyhow!("connection refused")));
     let mall = ports.mall();
     assert!(matches!(mall.balance(user("alice")).await, Err(BalanceError::Unexpected(_))));
     assert!(matches!(
@@ -222,10 +223,25 @@ async fn edit_product_passes_unknown_product_and_overflow_through() {
 }
 
 #[tokio::test]
-async fn place_order_rejects_an_unknown_user_before_reading_products() {
-    let mall = Ports::default().unknown_user().mall();
-    let result = mall.place_order(user("ghost"), items(&[(1, 1)]), None).await;
-    assert!(matches!(result, Err(PlaceOrderError::UnknownUser(_))));
+async fn place_order_names_an_unknown_user_before_an_unknown_product() {
+    let mut ports = Ports::default().unknown_user();
+    ports.products.expect_products().returning(|_| Ok(vec![]));
+    let result = ports.mall().place_order(user("ghost"), items(&[(1, 1)]), None).await;
+    assert!(matches!(result, Err(PlaceOrderError::UnknownUser(_))), "{result:?}");
+}
+
+#[tokio::test]
+async fn place_order_leaves_a_known_basket_of_an_unknown_user_to_the_store() {
+    let mut ports = Ports::default();
+    ports.users.expect_balance().never();
+    ports.products.expect_products().returning(|_| Ok(vec![product(1, 10, 5)]));
+    ports
+        .orders
+        .expect_place()
+        .times(1)
+        .returning(|order, _| Err(PlaceOrderError::UnknownUser(order.user_id)));
+    let result = ports.mall().place_order(user("ghost"), items(&[(1, 1)]), None).await;
+    assert!(matches!(result, Err(PlaceOrderError::UnknownUser(_))), "{result:?}");
 }
 
 #[tokio::test]
@@ -327,8 +343,9 @@ async fn pending_order_is_gone_at_the_expiry_instant() {
 
 #[tokio::test]
 async fn pay_rejects_an_unknown_user() {
-    let mall = Ports::default().unknown_user().mall();
-    let result = mall.pay(user("ghost"), items(&[(1, 2)]), None).await;
+    let mut ports = Ports::default().unknown_user();
+    ports.orders.expect_pending().returning(|_, _| Ok(None));
+    let result = ports.mall().pay(user("ghost"), items(&[(1, 2)]), None).await;
     assert!(matches!(result, Err(PayError::UnknownUser(_))));
 }
 
@@ -531,6 +548,7 @@ async fn a_key_another_instance_used_meanwhile_replays_its_outcome() {
 #[tokio::test]
 async fn a_rejected_call_with_a_key_stays_rejected_and_remembers_nothing() {
     let mut ports = Ports::default().unknown_user();
+    ports.orders.expect_pending().returning(|_, _| Ok(None));
     ports.idempotency.expect_recall().times(2).returning(|_, _, _| Ok(None));
     let result = ports.mall().pay(user("alice"), items(&[(1, 1)]), Some(idem("k1", "fp"))).await;
     assert!(matches!(result, Err(PayError::UnknownUser(_))));
