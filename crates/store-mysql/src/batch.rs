@@ -7,9 +7,144 @@
 //! load a call costs what it did alone; under heavy load batches grow by themselves.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use anyhow::anyhow;
 use tokio::sync::oneshot;
+
+use crate::tx::{transaction, TxError};
+use crate::{Conn, MysqlStore};
+
+/// Runs one batch inside a transaction: one outcome per job, in order. An `Err` fails the whole
+/// batch (the transaction rolls back, and every caller gets it as `Unexpected`).
+pub(crate) type RunBatch<J, T, E> =
+    fn(&mut Conn, &[J]) -> Result<Vec<Result<T, E>>, TxError<anyhow::Error>>;
+
+/// One kind of coalesced call: its queue, how it runs, and how batches have turned out.
+pub(crate) struct Coalesced<J, T, E> {
+    what: &'static str,
+    batcher: Batcher<J, Result<T, E>>,
+    /// The most a batch may weigh (see `weight`).
+    budget: usize,
+    weight: fn(&J) -> usize,
+    run: RunBatch<J, T, E>,
+    stats: BatchStats,
+}
+
+impl<J, T, E> std::fmt::Debug for Coalesced<J, T, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coalesced").field("what", &self.what).field("stats", &self.stats).finish()
+    }
+}
+
+impl<J, T, E> Coalesced<J, T, E>
+where
+    J: Send + 'static,
+    T: Send + 'static,
+    E: From<anyhow::Error> + Send + 'static,
+{
+    pub(crate) fn new(
+        what: &'static str,
+        budget: usize,
+        weight: fn(&J) -> usize,
+        run: RunBatch<J, T, E>,
+    ) -> Self {
+        Self {
+            what,
+            batcher: Batcher::default(),
+            budget,
+            weight,
+            run,
+            stats: BatchStats::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> &BatchStats {
+        &self.stats
+    }
+
+    /// Queues `job` and waits for its own outcome. The first caller to find no drain running
+    /// starts one, detached, so a caller that gives up (its request timed out) does not stop
+    /// the batch other callers wait on.
+    pub(crate) fn call(
+        self: &Arc<Self>,
+        store: &MysqlStore,
+        job: J,
+    ) -> impl Future<Output = Result<T, E>> + Send + 'static {
+        let (answer, start) = self.batcher.submit(job);
+        if start {
+            let (this, store) = (self.clone(), store.clone());
+            tokio::spawn(async move { this.drain(&store).await });
+        }
+        let what = self.what;
+        async move {
+            answer
+                .await
+                .map_err(|_| E::from(anyhow!("a batch of {what} ended without an answer")))?
+        }
+    }
+
+    /// Runs queued jobs, a batch per transaction, until the queue is empty.
+    async fn drain(&self, store: &MysqlStore) {
+        while let Some(batch) = self.batcher.next_batch(self.budget, self.weight) {
+            let (jobs, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
+            self.stats.record(jobs.len());
+            metrics::histogram!("db_batch_size", "calls" => self.what).record(jobs.len() as f64);
+            let run = self.run;
+            let done = store
+                .blocking(move |c| transaction(c, |c| run(c, &jobs)).map_err(TxError::into_error))
+                .await;
+            match done {
+                Ok(Ok(outcomes)) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Ok(Err(error)) | Err(error) => {
+                    let error = format!("{error:#}");
+                    for reply in replies {
+                        let failed = anyhow!("a batch of {} failed: {error}", self.what);
+                        let _ = reply.send(Err(E::from(failed)));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How calls have been grouped into transactions since the store opened.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    batches: AtomicU64,
+    calls: AtomicU64,
+    largest: AtomicU64,
+}
+
+impl BatchStats {
+    fn record(&self, size: usize) {
+        let size = size as u64;
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(size, Ordering::Relaxed);
+        self.largest.fetch_max(size, Ordering::Relaxed);
+    }
+
+    /// Transactions run.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Calls those transactions answered.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The most calls one transaction took.
+    pub fn largest(&self) -> u64 {
+        self.largest.load(Ordering::Relaxed)
+    }
+}
 
 /// A job with the channel its caller waits on.
 pub(crate) type Waiting<J, R> = (J, oneshot::Sender<R>);

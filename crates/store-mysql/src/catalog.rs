@@ -1,20 +1,116 @@
 //! Users, balances and the catalog.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use anyhow::anyhow;
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{BigInt, Text};
 use domain::errors::{AddProductError, ChargeError, EditProductError, RegisterError};
 use domain::idempotency::Remember;
 use domain::model::{CatalogPage, NewProduct, Product, ProductEdit, User};
 use domain::ports::{ProductRepository, UserRepository};
 use domain::values::{AmountError, Points, ProductId, UserId};
 
+use crate::batch::Coalesced;
 use crate::idempotency;
 use crate::rows::ProductRow;
 use crate::schema::{products, users};
 use crate::tx::{reject, transaction, TxError};
-use crate::MysqlStore;
+use crate::{Conn, MysqlStore};
+
+/// A charge waiting for the next batch, with its caller's idempotency key.
+#[derive(Debug)]
+pub(crate) struct ChargeJob {
+    user: UserId,
+    amount: Points,
+    remember: Option<Remember>,
+}
+
+/// Charges are applied in shared transactions (see [`charge_batch`]).
+pub(crate) fn coalesced() -> Coalesced<ChargeJob, Points, ChargeError> {
+    Coalesced::new("charges", 1_000, |_| 1, charge_batch)
+}
+
+/// Applies a batch of charges in one transaction, each with its own outcome, exactly as if
+/// they had run one after another in queue order: the users' rows are locked (by ascending id),
+/// each charge is checked against the balance the earlier ones left, and each changed balance
+/// is written once.
+fn charge_batch(
+    c: &mut Conn,
+    jobs: &[ChargeJob],
+) -> Result<Vec<Result<Points, ChargeError>>, TxError<anyhow::Error>> {
+    let mut outcomes: Vec<Option<Result<Points, ChargeError>>> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        outcomes.push(match idempotency::claim(c, job.remember.as_ref(), idempotency::CHARGED) {
+            Ok(()) => None,
+            Err(TxError::Rejected(refused)) => Some(Err(refused)),
+            Err(TxError::Db(error)) => return Err(TxError::Db(error)),
+        });
+    }
+    let ids: BTreeSet<&str> = jobs.iter().map(|j| j.user.as_str()).collect();
+    let before: BTreeMap<String, i64> = users::table
+        .filter(users::id.eq_any(&ids))
+        .order(users::id)
+        .select((users::id, users::balance))
+        .for_update()
+        .load::<(String, i64)>(c)?
+        .into_iter()
+        .collect();
+    let mut balances = before.clone();
+    for (job, outcome) in jobs.iter().zip(outcomes.iter_mut()) {
+        if outcome.is_some() {
+            continue;
+        }
+        *outcome = Some(match balances.get_mut(job.user.as_str()) {
+            None => Err(ChargeError::UnknownUser(job.user.clone())),
+            Some(balance) => match balance.checked_add(job.amount.get()) {
+                None => Err(ChargeError::Amount(AmountError::Overflow)),
+                Some(after) => {
+                    *balance = after;
+                    Points::new(after).map_err(|e| ChargeError::Unexpected(e.into()))
+                }
+            },
+        });
+    }
+    let outcomes: Vec<Result<Points, ChargeError>> = outcomes.into_iter().flatten().collect();
+
+    let changed: Vec<(&String, i64)> = balances
+        .iter()
+        .filter(|(id, balance)| before.get(*id) != Some(balance))
+        .map(|(id, &balance)| (id, balance))
+        .collect();
+    if !changed.is_empty() {
+        let whens = " WHEN ? THEN ?".repeat(changed.len());
+        let marks = vec!["?"; changed.len()].join(",");
+        let mut query = diesel::sql_query(format!(
+            "UPDATE users SET balance = CASE id{whens} END WHERE id IN ({marks})"
+        ))
+        .into_boxed::<diesel::mysql::Mysql>();
+        for (id, balance) in &changed {
+            query = query.bind::<Text, _>((*id).clone()).bind::<BigInt, _>(*balance);
+        }
+        for (id, _) in &changed {
+            query = query.bind::<Text, _>((*id).clone());
+        }
+        query.execute(c)?;
+    }
+    for (job, outcome) in jobs.iter().zip(&outcomes) {
+        match outcome {
+            Ok(balance) => idempotency::complete::<anyhow::Error>(
+                c,
+                job.remember.as_ref(),
+                Some(balance.get()),
+                None,
+                None,
+            )?,
+            Err(ChargeError::Idempotency(_)) => {}
+            Err(_) => idempotency::release(c, job.remember.as_ref())?,
+        }
+    }
+    Ok(outcomes)
+}
 
 #[async_trait]
 impl UserRepository for MysqlStore {
@@ -42,32 +138,7 @@ impl UserRepository for MysqlStore {
         amount: Points,
         remember: Option<Remember>,
     ) -> Result<Points, ChargeError> {
-        let balance = self
-            .blocking(move |c| {
-                transaction(c, |c| {
-                    idempotency::claim(c, remember.as_ref(), idempotency::CHARGED)?;
-                    let key = id.as_str();
-                    // One atomic increment, guarded so the sum never passes i64::MAX.
-                    let updated = diesel::update(
-                        users::table.find(key).filter(users::balance.le(i64::MAX - amount.get())),
-                    )
-                    .set(users::balance.eq(users::balance + amount.get()))
-                    .execute(c)?;
-                    let balance: Option<i64> =
-                        users::table.find(key).select(users::balance).first(c).optional()?;
-                    match (updated, balance) {
-                        (1, Some(balance)) => {
-                            idempotency::complete(c, remember.as_ref(), Some(balance), None, None)?;
-                            Ok(balance)
-                        }
-                        (_, None) => reject(ChargeError::UnknownUser(id.clone())),
-                        (_, Some(_)) => reject(ChargeError::Amount(AmountError::Overflow)),
-                    }
-                })
-                .map_err(TxError::into_error)
-            })
-            .await??;
-        Ok(Points::new(balance).map_err(anyhow::Error::from)?)
+        self.charges.call(self, ChargeJob { user: id, amount, remember }).await
     }
 
     async fn balance(&self, id: UserId) -> anyhow::Result<Option<Points>> {

@@ -23,17 +23,19 @@ pub mod testing;
 mod tx;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+pub use batch::BatchStats;
+use batch::Coalesced;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use domain::errors::PlaceOrderError;
+use domain::errors::{ChargeError, PlaceOrderError};
 use domain::model::Order;
+use domain::values::Points;
 
 type Conn = MysqlConnection;
 type DbPool = Pool<pool::Manager>;
@@ -66,40 +68,8 @@ impl Default for PoolOptions {
 #[derive(Clone)]
 pub struct MysqlStore {
     pool: DbPool,
-    order_batches: Arc<batch::Batcher<orders::OrderJob, Result<Order, PlaceOrderError>>>,
-    batch_stats: Arc<BatchStats>,
-}
-
-/// How orders have been grouped into transactions since the store opened.
-#[derive(Debug, Default)]
-pub struct BatchStats {
-    batches: AtomicU64,
-    orders: AtomicU64,
-    largest: AtomicU64,
-}
-
-impl BatchStats {
-    fn record(&self, size: usize) {
-        let size = size as u64;
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.orders.fetch_add(size, Ordering::Relaxed);
-        self.largest.fetch_max(size, Ordering::Relaxed);
-    }
-
-    /// Transactions that placed orders.
-    pub fn batches(&self) -> u64 {
-        self.batches.load(Ordering::Relaxed)
-    }
-
-    /// Orders those transactions placed or refused.
-    pub fn orders(&self) -> u64 {
-        self.orders.load(Ordering::Relaxed)
-    }
-
-    /// The most orders one transaction took.
-    pub fn largest(&self) -> u64 {
-        self.largest.load(Ordering::Relaxed)
-    }
+    orders: Arc<Coalesced<orders::OrderJob, Order, PlaceOrderError>>,
+    charges: Arc<Coalesced<catalog::ChargeJob, Points, ChargeError>>,
 }
 
 impl fmt::Debug for MysqlStore {
@@ -108,6 +78,8 @@ impl fmt::Debug for MysqlStore {
         f.debug_struct("MysqlStore")
             .field("connections", &state.connections)
             .field("idle", &state.idle_connections)
+            .field("orders", &self.orders)
+            .field("charges", &self.charges)
             .finish()
     }
 }
@@ -136,13 +108,22 @@ impl MysqlStore {
             }))
             .build(manager)
             .context("opening the database connection pool")?;
-        Ok(Self { pool, order_batches: Arc::default(), batch_stats: Arc::default() })
+        Ok(Self {
+            pool,
+            orders: Arc::new(orders::coalesced()),
+            charges: Arc::new(catalog::coalesced()),
+        })
     }
 
     /// How orders have been grouped into transactions so far (group commit, see
     /// `docs/persistence.md`).
     pub fn order_batch_stats(&self) -> &BatchStats {
-        &self.batch_stats
+        self.orders.stats()
+    }
+
+    /// How charges have been grouped into transactions so far.
+    pub fn charge_batch_stats(&self) -> &BatchStats {
+        self.charges.stats()
     }
 
     /// Runs `work` with a pooled connection on the blocking pool.

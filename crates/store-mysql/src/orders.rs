@@ -18,6 +18,7 @@ use domain::model::{sales_hour, Order, PaymentPlan, PaymentReceipt};
 use domain::ports::{OrderRepository, PaymentRepository};
 use domain::values::{Points, UserId};
 
+use crate::batch::Coalesced;
 use crate::idempotency;
 use crate::rows::{to_db, FormRow, LineRow, NewForm, EXPIRED, PAID, PENDING, REPLACED};
 use crate::schema::{order_forms, order_lines, outbox_events, payments, products, users};
@@ -76,6 +77,11 @@ fn units_per_product<'a>(lines: impl IntoIterator<Item = &'a LineRow>) -> BTreeM
 pub(crate) struct OrderJob {
     order: Order,
     remember: Option<Remember>,
+}
+
+/// Orders are placed in shared transactions (see [`place_batch`]).
+pub(crate) fn coalesced() -> Coalesced<OrderJob, Order, PlaceOrderError> {
+    Coalesced::new("orders", BATCH_LINES, |job| job.order.lines.len(), place_batch)
 }
 
 /// Orders per batch are bounded by their lines, so the batch's inserts stay well inside
@@ -174,7 +180,7 @@ impl Plan {
 fn place_batch(
     c: &mut Conn,
     jobs: &[OrderJob],
-) -> Result<Vec<Result<(), PlaceOrderError>>, TxError<anyhow::Error>> {
+) -> Result<Vec<Result<Order, PlaceOrderError>>, TxError<anyhow::Error>> {
     let mut outcomes: Vec<Option<Result<(), PlaceOrderError>>> = Vec::with_capacity(jobs.len());
     for job in jobs {
         outcomes.push(match idempotency::claim(c, job.remember.as_ref(), idempotency::ORDERED) {
@@ -277,7 +283,11 @@ fn place_batch(
             Err(_) => idempotency::release(c, job.remember.as_ref())?,
         }
     }
-    Ok(outcomes)
+    Ok(jobs
+        .iter()
+        .zip(outcomes)
+        .map(|(job, outcome)| outcome.map(|()| job.order.clone()))
+        .collect())
 }
 
 /// Writes the batch's final `(available, reserved)` of each changed product in one statement.
@@ -446,38 +456,6 @@ fn commit_payment(
     Points::new(balance_after).map_err(|e| TxError::Rejected(anyhow!(e).into()))
 }
 
-impl MysqlStore {
-    /// Runs queued orders, a batch at a time, until the queue is empty.
-    async fn drain_orders(&self) {
-        let weight = |job: &OrderJob| job.order.lines.len();
-        while let Some(batch) = self.order_batches.next_batch(BATCH_LINES, weight) {
-            let (jobs, replies): (Vec<OrderJob>, Vec<_>) = batch.into_iter().unzip();
-            metrics::histogram!("order_batch_size").record(jobs.len() as f64);
-            self.batch_stats.record(jobs.len());
-            let done = self
-                .blocking(move |c| {
-                    let outcomes = transaction(c, |c| place_batch(c, &jobs));
-                    (jobs, outcomes.map_err(TxError::into_error))
-                })
-                .await;
-            match done {
-                Ok((jobs, Ok(outcomes))) => {
-                    for ((job, reply), outcome) in jobs.into_iter().zip(replies).zip(outcomes) {
-                        let _ = reply.send(outcome.map(|()| job.order));
-                    }
-                }
-                Ok((_, Err(error))) | Err(error) => {
-                    let error = format!("{error:#}");
-                    for reply in replies {
-                        let _ =
-                            reply.send(Err(anyhow!("placing a batch of orders: {error}").into()));
-                    }
-                }
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl OrderRepository for MysqlStore {
     async fn place(
@@ -485,14 +463,7 @@ impl OrderRepository for MysqlStore {
         order: Order,
         remember: Option<Remember>,
     ) -> Result<Order, PlaceOrderError> {
-        let (answer, start) = self.order_batches.submit(OrderJob { order, remember });
-        if start {
-            let store = self.clone();
-            // Detached: a caller that gives up (its request timed out) does not stop the batch
-            // that other callers wait on.
-            tokio::spawn(async move { store.drain_orders().await });
-        }
-        answer.await.map_err(|_| anyhow!("the order batch ended without an answer"))?
+        self.orders.call(self, OrderJob { order, remember }).await
     }
 
     async fn pending(&self, user: UserId, now: DateTime<Utc>) -> anyhow::Result<Option<Order>> {

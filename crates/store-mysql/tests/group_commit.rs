@@ -12,7 +12,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use domain::errors::PlaceOrderError;
 use domain::idempotency::{IdempotencyKey, Outcome, Remember};
-use domain::ports::{IdempotencyStore, OrderRepository};
+use domain::ports::{IdempotencyStore, OrderRepository, UserRepository};
 use store_contract::support::{available, form, pending_id, product_with, t0, user_with};
 use store_mysql::testing::fresh_database_url;
 use store_mysql::{MysqlStore, PoolOptions};
@@ -80,7 +80,7 @@ async fn a_flash_sale_placed_in_shared_transactions_sells_out_exactly() {
     }
     let side_before_storm = available(&store, side).await;
     assert_eq!(side_before_storm, SIDE_STOCK - 3 * (BUYERS as i64 / 4));
-    let stats_before = store.order_batch_stats().orders();
+    let stats_before = store.order_batch_stats().calls();
 
     let mut tasks = JoinSet::new();
     for (i, user) in buyers.iter().cloned().enumerate() {
@@ -111,12 +111,12 @@ async fn a_flash_sale_placed_in_shared_transactions_sells_out_exactly() {
     assert_eq!((accepted.len(), short.len()), (500, 1_500), "exactly the stock is sold");
 
     let stats = store.order_batch_stats();
-    let placed_in_storm = stats.orders() - stats_before;
+    let placed_in_storm = stats.calls() - stats_before;
     assert_eq!(placed_in_storm, BUYERS as u64);
     assert!(
-        stats.largest() > 1 && stats.batches() < stats.orders(),
+        stats.largest() > 1 && stats.batches() < stats.calls(),
         "the storm shared transactions: {} orders in {} batches, largest {}",
-        stats.orders(),
+        stats.calls(),
         stats.batches(),
         stats.largest()
     );
@@ -173,4 +173,45 @@ async fn a_flash_sale_placed_in_shared_transactions_sells_out_exactly() {
     assert_eq!(store.expire_due(t0() + TTL, 10_000).await.expect("sweep"), forms);
     assert_eq!(available(&store, hot).await, UNITS);
     assert_eq!(available(&store, side).await, SIDE_STOCK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_charges_of_one_user_in_shared_transactions_each_see_their_own_balance() {
+    let url = tokio::task::spawn_blocking(fresh_database_url).await.expect("a database");
+    let options = PoolOptions {
+        size: 8,
+        checkout_timeout: Duration::from_secs(30),
+        statement_timeout: Duration::from_secs(30),
+    };
+    let store = tokio::task::spawn_blocking(move || MysqlStore::connect(&url, options));
+    let store = Arc::new(store.await.expect("task").expect("connect"));
+    let alice = user_with(&store, "alice", 0).await;
+    let charges: i64 = 2_000;
+
+    let mut tasks = JoinSet::new();
+    for amount in 1..=charges {
+        let (store, alice) = (store.clone(), alice.clone());
+        tasks.spawn(async move {
+            let key = (amount % 2 == 0).then(|| remember(&alice, amount as usize)).flatten();
+            let amount = domain::values::Points::new(amount).expect("points");
+            store.charge(alice, amount, key).await.expect("a charge").get()
+        });
+    }
+    let mut seen = Vec::new();
+    while let Some(balance) = tasks.join_next().await {
+        seen.push(balance.expect("task"));
+    }
+    seen.sort_unstable();
+    seen.dedup();
+    let total = charges * (charges + 1) / 2;
+    assert_eq!(seen.len(), charges as usize, "every charge saw its own balance after it");
+    assert_eq!(seen.last(), Some(&total), "the last charge saw the sum of all");
+    assert_eq!(store_contract::support::balance(&store, &alice).await, total, "none lost");
+    let stats = store.charge_batch_stats();
+    assert!(stats.batches() < stats.calls(), "charges shared transactions: {stats:?}");
+    let key = store.recall(alice.clone(), "k2".to_owned(), t0()).await.expect("recall");
+    assert!(
+        matches!(key, Some(record) if matches!(record.outcome, Outcome::Charged { .. })),
+        "a keyed charge keeps its outcome"
+    );
 }
