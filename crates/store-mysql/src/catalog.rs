@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::anyhow;
 use async_trait::async_trait;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{BigInt, Text};
 use domain::errors::{AddProductError, ChargeError, EditProductError, RegisterError};
 use domain::idempotency::Remember;
 use domain::model::{CatalogPage, NewProduct, Product, ProductEdit, User};
@@ -17,6 +17,7 @@ use crate::batch::Coalesced;
 use crate::idempotency;
 use crate::rows::ProductRow;
 use crate::schema::{products, users};
+use crate::sql_text;
 use crate::tx::{reject, transaction, TxError};
 use crate::{Conn, MysqlStore};
 
@@ -82,19 +83,11 @@ fn charge_batch(
         .map(|(id, &balance)| (id, balance))
         .collect();
     if !changed.is_empty() {
-        let whens = " WHEN ? THEN ?".repeat(changed.len());
-        let marks = vec!["?"; changed.len()].join(",");
-        let mut query = diesel::sql_query(format!(
-            "UPDATE users SET balance = CASE id{whens} END WHERE id IN ({marks})"
-        ))
-        .into_boxed::<diesel::mysql::Mysql>();
-        for (id, balance) in &changed {
-            query = query.bind::<Text, _>((*id).clone()).bind::<BigInt, _>(*balance);
-        }
-        for (id, _) in &changed {
-            query = query.bind::<Text, _>((*id).clone());
-        }
-        query.execute(c)?;
+        let rows: Vec<(String, Vec<String>)> = changed
+            .iter()
+            .map(|(id, balance)| (sql_text::text(id), vec![balance.to_string()]))
+            .collect();
+        c.batch_execute(&sql_text::update_by_id("users", &["balance"], &rows))?;
     }
     for (job, outcome) in jobs.iter().zip(&outcomes) {
         match outcome {
@@ -166,11 +159,16 @@ impl ProductRepository for MysqlStore {
         let keys: Vec<i64> = ids.iter().map(|id| id.get()).collect();
         let rows: Vec<ProductRow> = self
             .blocking(move |c| {
-                products::table
-                    .filter(products::id.eq_any(keys))
-                    .order(products::id.asc())
-                    .select(ProductRow::as_select())
-                    .load(c)
+                // One id (most orders) takes a statement diesel keeps prepared.
+                let select = ProductRow::as_select();
+                match keys[..] {
+                    [one] => products::table.find(one).select(select).load(c),
+                    _ => products::table
+                        .filter(products::id.eq_any(keys))
+                        .order(products::id.asc())
+                        .select(select)
+                        .load(c),
+                }
             })
             .await??;
         rows.into_iter().map(ProductRow::into_product).collect()

@@ -19,6 +19,7 @@ mod pool;
 mod reads;
 mod rows;
 pub mod schema;
+mod sql_text;
 pub mod testing;
 mod tx;
 

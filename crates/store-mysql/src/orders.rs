@@ -5,13 +5,13 @@
 //! order, so no two of these transactions can wait on each other in a cycle.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Datetime, Text};
+use diesel::sql_types::{BigInt, Datetime};
 use domain::errors::{PayError, PlaceOrderError};
 use domain::idempotency::Remember;
 use domain::model::{sales_hour, Order, PaymentPlan, PaymentReceipt};
@@ -22,6 +22,7 @@ use crate::batch::Coalesced;
 use crate::idempotency;
 use crate::rows::{to_db, FormRow, LineRow, NewForm, EXPIRED, PAID, PENDING, REPLACED};
 use crate::schema::{order_forms, order_lines, outbox_events, payments, products, users};
+use crate::sql_text;
 use crate::tx::{reject, transaction, TxError};
 use crate::{Conn, MysqlStore};
 
@@ -102,6 +103,9 @@ struct Held {
     form: Form,
     units: BTreeMap<i64, i64>,
 }
+
+/// A user, their balance, and one line of their pending form (when they have one).
+type HeldRow = (String, i64, Option<String>, Option<i64>, Option<i64>);
 
 /// What the batch has decided so far, from the rows it locked.
 #[derive(Debug, Default)]
@@ -190,36 +194,42 @@ fn place_batch(
         });
     }
 
+    // Each user with their pending form and its lines, locked, by ascending user id: one
+    // statement keeps the global lock order (a user, then that user's form).
     let user_ids: BTreeSet<&str> = jobs.iter().map(|j| j.order.user_id.as_str()).collect();
-    let mut plan = Plan {
-        balances: users::table
-            .filter(users::id.eq_any(&user_ids))
-            .order(users::id)
-            .select((users::id, users::balance))
-            .for_update()
-            .load::<(String, i64)>(c)?
-            .into_iter()
-            .collect(),
-        ..Plan::default()
-    };
-    let known_users: Vec<&str> =
-        user_ids.iter().copied().filter(|u| plan.balances.contains_key(*u)).collect();
-    let forms: Vec<(String, Option<String>)> = order_forms::table
-        .filter(order_forms::pending_user.eq_any(&known_users))
-        .order(order_forms::pending_user)
-        .select((order_forms::id, order_forms::pending_user))
+    let held: Vec<HeldRow> = users::table
+        .left_join(order_forms::table.on(order_forms::pending_user.eq(users::id.nullable())))
+        .left_join(order_lines::table.on(order_lines::order_id.eq(order_forms::id)))
+        .filter(users::id.eq_any(&user_ids))
+        .order((users::id, order_lines::product_id))
+        .select((
+            users::id,
+            users::balance,
+            order_forms::id.nullable(),
+            order_lines::product_id.nullable(),
+            order_lines::count.nullable(),
+        ))
         .for_update()
         .load(c)?;
-    let form_ids: Vec<String> = forms.iter().map(|(id, _)| id.clone()).collect();
-    let old_lines = if form_ids.is_empty() { Vec::new() } else { lines_of(c, &form_ids)? };
-    for (id, user) in forms {
-        let units = units_per_product(old_lines.iter().filter(|l| l.order_id == id));
-        plan.held.insert(user.unwrap_or_default(), Held { form: Form::Stored(id), units });
+    let mut plan = Plan::default();
+    let mut old_products = Vec::new();
+    for (user, balance, form, product, count) in held {
+        if let Some(form) = form {
+            let entry = plan
+                .held
+                .entry(user.clone())
+                .or_insert_with(|| Held { form: Form::Stored(form), units: BTreeMap::new() });
+            if let (Some(product), Some(count)) = (product, count) {
+                *entry.units.entry(product).or_insert(0) += count;
+                old_products.push(product);
+            }
+        }
+        plan.balances.insert(user, balance);
     }
     let product_ids: BTreeSet<i64> = jobs
         .iter()
         .flat_map(|j| j.order.lines.iter().map(|l| l.product_id.get()))
-        .chain(old_lines.iter().map(|l| l.product_id))
+        .chain(old_products)
         .collect();
     plan.stock = products::table
         .filter(products::id.eq_any(&product_ids))
@@ -239,35 +249,16 @@ fn place_batch(
     }
     let outcomes: Vec<Result<(), PlaceOrderError>> = outcomes.into_iter().flatten().collect();
 
-    let changed: Vec<(i64, (i64, i64))> = plan
-        .stock
-        .iter()
-        .filter(|(id, now)| before.get(id) != Some(now))
-        .map(|(&id, &s)| (id, s))
-        .collect();
-    set_stock(c, &changed)?;
-    close_replaced(c, &plan.replaced_stored)?;
-    let placed: Vec<&Order> = jobs
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, outcome)| outcome.is_ok())
-        .map(|(job, _)| &job.order)
-        .collect();
-    let forms: Vec<NewForm<'_>> = jobs
+    let placed: Vec<(usize, &Order)> = jobs
         .iter()
         .enumerate()
         .filter(|(i, _)| outcomes[*i].is_ok())
-        .map(|(i, job)| match plan.replaced_placed.get(&i) {
-            Some(&at) => NewForm::replaced(&job.order, at),
-            None => NewForm::pending(&job.order),
-        })
+        .map(|(i, job)| (i, &job.order))
         .collect();
-    for chunk in forms.chunks(1_000) {
-        diesel::insert_into(order_forms::table).values(chunk).execute(c)?;
-    }
-    let lines: Vec<LineRow> = placed.iter().flat_map(|order| LineRow::of(order)).collect();
-    for chunk in lines.chunks(1_000) {
-        diesel::insert_into(order_lines::table).values(chunk).execute(c)?;
+    let writes = batch_writes(&plan, &before, &placed);
+    // (An empty text must not reach the client library: it crashes on one.)
+    if !writes.is_empty() {
+        c.batch_execute(&writes)?;
     }
     for (job, outcome) in jobs.iter().zip(&outcomes) {
         match outcome {
@@ -290,51 +281,90 @@ fn place_batch(
         .collect())
 }
 
-/// Writes the batch's final `(available, reserved)` of each changed product in one statement.
-/// The rows are locked by this transaction, so absolute values are exact.
-fn set_stock(c: &mut Conn, changed: &[(i64, (i64, i64))]) -> QueryResult<()> {
-    if changed.is_empty() {
-        return Ok(());
+/// Every write of a batch, as one multi-statement text sent in one round trip: each changed
+/// product's final stock (exact: its row is locked), the stored forms that were replaced, the
+/// new forms (those replaced within the batch already closed) and their lines. The replaced
+/// forms go first, so the new forms never meet the one-pending-form-per-user key.
+fn batch_writes(
+    plan: &Plan,
+    before: &BTreeMap<i64, (i64, i64)>,
+    placed: &[(usize, &Order)],
+) -> String {
+    let mut sql = Vec::new();
+    let stock: Vec<(String, Vec<String>)> = plan
+        .stock
+        .iter()
+        .filter(|(id, now)| before.get(id) != Some(now))
+        .map(|(id, (available, reserved))| {
+            (id.to_string(), vec![available.to_string(), reserved.to_string()])
+        })
+        .collect();
+    if !stock.is_empty() {
+        sql.push(sql_text::update_by_id("products", &["available", "reserved"], &stock));
     }
-    // Integers only, formatted by Rust: nothing here comes from a caller as text.
-    let mut available = String::new();
-    let mut reserved = String::new();
-    let mut ids = Vec::with_capacity(changed.len());
-    for (id, (a, r)) in changed {
-        let _ = write!(available, " WHEN {id} THEN {a}");
-        let _ = write!(reserved, " WHEN {id} THEN {r}");
-        ids.push(id.to_string());
+    if !plan.replaced_stored.is_empty() {
+        let closed: Vec<(String, Vec<String>)> = plan
+            .replaced_stored
+            .iter()
+            .map(|(id, at)| {
+                let values =
+                    vec![format!("'{REPLACED}'"), "NULL".to_owned(), sql_text::datetime(*at)];
+                (sql_text::text(id), values)
+            })
+            .collect();
+        sql.push(sql_text::update_by_id(
+            "order_forms",
+            &["status", "pending_user", "closed_at"],
+            &closed,
+        ));
     }
-    diesel::sql_query(format!(
-        "UPDATE products SET available = CASE id{available} END, \
-         reserved = CASE id{reserved} END WHERE id IN ({})",
-        ids.join(",")
-    ))
-    .execute(c)?;
-    Ok(())
-}
-
-/// Marks stored forms replaced, each at the time of the order that replaced it, in one
-/// statement.
-fn close_replaced(c: &mut Conn, replaced: &[(String, NaiveDateTime)]) -> QueryResult<()> {
-    if replaced.is_empty() {
-        return Ok(());
+    if !placed.is_empty() {
+        let forms: Vec<String> = placed
+            .iter()
+            .map(|&(i, order)| {
+                let form = match plan.replaced_placed.get(&i) {
+                    Some(&at) => NewForm::replaced(order, at),
+                    None => NewForm::pending(order),
+                };
+                format!(
+                    "({}, {}, {}, '{}', {}, {}, {}, {})",
+                    sql_text::text(form.id),
+                    sql_text::text(form.user_id),
+                    sql_text::text_or_null(form.pending_user),
+                    form.status,
+                    form.total,
+                    sql_text::datetime(form.created_at),
+                    sql_text::datetime(form.expires_at),
+                    sql_text::datetime_or_null(form.closed_at),
+                )
+            })
+            .collect();
+        sql.push(format!(
+            "INSERT INTO order_forms \
+             (id, user_id, pending_user, status, total, created_at, expires_at, closed_at) \
+             VALUES {}",
+            forms.join(",")
+        ));
+        let lines: Vec<String> = placed
+            .iter()
+            .flat_map(|(_, order)| {
+                let id = sql_text::text(order.id.as_str());
+                order.lines.iter().map(move |line| {
+                    format!(
+                        "({id}, {}, {}, {})",
+                        line.product_id.get(),
+                        line.count.get(),
+                        line.price.get()
+                    )
+                })
+            })
+            .collect();
+        sql.push(format!(
+            "INSERT INTO order_lines (order_id, product_id, count, price) VALUES {}",
+            lines.join(",")
+        ));
     }
-    let whens = " WHEN ? THEN ?".repeat(replaced.len());
-    let marks = vec!["?"; replaced.len()].join(",");
-    let mut query = diesel::sql_query(format!(
-        "UPDATE order_forms SET status = '{REPLACED}', pending_user = NULL, \
-         closed_at = CASE id{whens} END WHERE status = '{PENDING}' AND id IN ({marks})"
-    ))
-    .into_boxed::<diesel::mysql::Mysql>();
-    for (id, at) in replaced {
-        query = query.bind::<Text, _>(id.clone()).bind::<Datetime, _>(*at);
-    }
-    for (id, _) in replaced {
-        query = query.bind::<Text, _>(id.clone());
-    }
-    query.execute(c)?;
-    Ok(())
+    sql.join(";\n")
 }
 
 fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usize> {

@@ -101,19 +101,6 @@ pub(crate) struct LineRow {
 }
 
 impl LineRow {
-    pub(crate) fn of(order: &Order) -> Vec<Self> {
-        order
-            .lines
-            .iter()
-            .map(|line| Self {
-                order_id: order.id.to_string(),
-                product_id: line.product_id.get(),
-                count: line.count.get(),
-                price: line.price.get(),
-            })
-            .collect()
-    }
-
     pub(crate) fn to_line(&self) -> anyhow::Result<OrderLine> {
         let context = || format!("corrupt line of order {}", self.order_id);
         Ok(OrderLine {
