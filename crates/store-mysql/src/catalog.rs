@@ -42,14 +42,9 @@ fn charge_batch(
     c: &mut Conn,
     jobs: &[ChargeJob],
 ) -> Result<Vec<Result<Points, ChargeError>>, TxError<anyhow::Error>> {
-    let mut outcomes: Vec<Option<Result<Points, ChargeError>>> = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        outcomes.push(match idempotency::claim(c, job.remember.as_ref(), idempotency::CHARGED) {
-            Ok(()) => None,
-            Err(TxError::Rejected(refused)) => Some(Err(refused)),
-            Err(TxError::Db(error)) => return Err(TxError::Db(error)),
-        });
-    }
+    let mut outcomes: Vec<Option<Result<Points, ChargeError>>> =
+        idempotency::claim_each(c, jobs.iter().map(|j| j.remember.as_ref()), idempotency::CHARGED)?;
+    let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
     let ids: BTreeSet<&str> = jobs.iter().map(|j| j.user.as_str()).collect();
     let before: BTreeMap<String, i64> = users::table
         .filter(users::id.eq_any(&ids))
@@ -89,19 +84,13 @@ fn charge_batch(
             .collect();
         c.batch_execute(&sql_text::update_by_id("users", &["balance"], &rows))?;
     }
-    for (job, outcome) in jobs.iter().zip(&outcomes) {
-        match outcome {
-            Ok(balance) => idempotency::complete::<anyhow::Error>(
-                c,
-                job.remember.as_ref(),
-                Some(balance.get()),
-                None,
-                None,
-            )?,
-            Err(ChargeError::Idempotency(_)) => {}
-            Err(_) => idempotency::release(c, job.remember.as_ref())?,
-        }
-    }
+    idempotency::settle_each(
+        c,
+        jobs.iter().map(|j| j.remember.as_ref()),
+        &claimed,
+        &outcomes,
+        |_, balance| (Some(balance.get()), None, None),
+    )?;
     Ok(outcomes)
 }
 

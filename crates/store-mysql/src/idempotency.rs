@@ -53,6 +53,56 @@ pub(crate) fn claim<E: From<IdempotencyError>>(
     }
 }
 
+/// Claims the key of each call of a batch, in order. A call whose key is taken gets its refusal
+/// as its outcome now; the others (`None`) are still to be decided.
+pub(crate) fn claim_each<'a, T, E: From<IdempotencyError>>(
+    c: &mut Conn,
+    keys: impl IntoIterator<Item = Option<&'a Remember>>,
+    outcome: &str,
+) -> Result<Vec<Option<Result<T, E>>>, DieselError> {
+    let mut outcomes = Vec::new();
+    for remember in keys {
+        outcomes.push(match claim::<E>(c, remember, outcome) {
+            Ok(()) => None,
+            Err(TxError::Rejected(refused)) => Some(Err(refused)),
+            Err(TxError::Db(error)) => return Err(error),
+        });
+    }
+    Ok(outcomes)
+}
+
+/// What a completed key stores: the balance, the order id and the payment id it produced.
+pub(crate) type Stored<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>);
+
+/// Ends a batch's keys: an accepted call's key is completed with what `stored` says it
+/// produced; a refused call's key, if this batch claimed it (`claimed`), is given back.
+pub(crate) fn settle_each<'a, 's, T, E>(
+    c: &mut Conn,
+    keys: impl IntoIterator<Item = Option<&'a Remember>>,
+    claimed: &[bool],
+    outcomes: &[Result<T, E>],
+    stored: impl Fn(usize, &T) -> Stored<'s>,
+) -> Result<(), DieselError> {
+    let calls = keys.into_iter().zip(claimed).zip(outcomes).enumerate();
+    for (i, ((remember, &claimed), outcome)) in calls {
+        if remember.is_none() || !claimed {
+            continue;
+        }
+        let settled = match outcome {
+            Ok(value) => {
+                let (balance, order_id, payment_id) = stored(i, value);
+                complete::<()>(c, remember, balance, order_id, payment_id)
+            }
+            Err(_) => release::<()>(c, remember),
+        };
+        settled.map_err(|e| match e {
+            TxError::Db(error) => error,
+            TxError::Rejected(()) => DieselError::RollbackTransaction,
+        })?;
+    }
+    Ok(())
+}
+
 /// Gives back a key this transaction claimed for a call that was then refused, as a rollback of
 /// that call alone would.
 pub(crate) fn release<E>(c: &mut Conn, remember: Option<&Remember>) -> Result<(), TxError<E>> {

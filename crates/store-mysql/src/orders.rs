@@ -105,7 +105,62 @@ struct Held {
 }
 
 /// A user, their balance, and one line of their pending form (when they have one).
-type HeldRow = (String, i64, Option<String>, Option<i64>, Option<i64>);
+type AccountRow = (String, i64, Option<String>, Option<NaiveDateTime>, Option<i64>, Option<i64>);
+
+/// A pending form as a batch found it.
+#[derive(Debug)]
+pub(crate) struct StoredForm {
+    pub(crate) id: String,
+    pub(crate) expires_at: NaiveDateTime,
+    /// Units per product.
+    pub(crate) units: BTreeMap<i64, i64>,
+}
+
+/// The users a batch touches, locked: their balances and pending forms.
+#[derive(Debug, Default)]
+pub(crate) struct Accounts {
+    pub(crate) balances: HashMap<String, i64>,
+    pub(crate) forms: HashMap<String, StoredForm>,
+}
+
+/// Locks each user, with their pending form and its lines, by ascending user id, in one
+/// statement: the global lock order (a user, then that user's form) holds.
+pub(crate) fn lock_accounts<'a>(
+    c: &mut Conn,
+    users: impl IntoIterator<Item = &'a str>,
+) -> QueryResult<Accounts> {
+    let user_ids: BTreeSet<&str> = users.into_iter().collect();
+    let rows: Vec<AccountRow> = users::table
+        .left_join(order_forms::table.on(order_forms::pending_user.eq(users::id.nullable())))
+        .left_join(order_lines::table.on(order_lines::order_id.eq(order_forms::id)))
+        .filter(users::id.eq_any(&user_ids))
+        .order((users::id, order_lines::product_id))
+        .select((
+            users::id,
+            users::balance,
+            order_forms::id.nullable(),
+            order_forms::expires_at.nullable(),
+            order_lines::product_id.nullable(),
+            order_lines::count.nullable(),
+        ))
+        .for_update()
+        .load(c)?;
+    let mut accounts = Accounts::default();
+    for (user, balance, form, expires_at, product, count) in rows {
+        if let (Some(id), Some(expires_at)) = (form, expires_at) {
+            let form = accounts.forms.entry(user.clone()).or_insert_with(|| StoredForm {
+                id,
+                expires_at,
+                units: BTreeMap::new(),
+            });
+            if let (Some(product), Some(count)) = (product, count) {
+                *form.units.entry(product).or_insert(0) += count;
+            }
+        }
+        accounts.balances.insert(user, balance);
+    }
+    Ok(accounts)
+}
 
 /// What the batch has decided so far, from the rows it locked.
 #[derive(Debug, Default)]
@@ -185,46 +240,15 @@ fn place_batch(
     c: &mut Conn,
     jobs: &[OrderJob],
 ) -> Result<Vec<Result<Order, PlaceOrderError>>, TxError<anyhow::Error>> {
-    let mut outcomes: Vec<Option<Result<(), PlaceOrderError>>> = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        outcomes.push(match idempotency::claim(c, job.remember.as_ref(), idempotency::ORDERED) {
-            Ok(()) => None,
-            Err(TxError::Rejected(refused)) => Some(Err(refused)),
-            Err(TxError::Db(error)) => return Err(TxError::Db(error)),
-        });
-    }
-
-    // Each user with their pending form and its lines, locked, by ascending user id: one
-    // statement keeps the global lock order (a user, then that user's form).
-    let user_ids: BTreeSet<&str> = jobs.iter().map(|j| j.order.user_id.as_str()).collect();
-    let held: Vec<HeldRow> = users::table
-        .left_join(order_forms::table.on(order_forms::pending_user.eq(users::id.nullable())))
-        .left_join(order_lines::table.on(order_lines::order_id.eq(order_forms::id)))
-        .filter(users::id.eq_any(&user_ids))
-        .order((users::id, order_lines::product_id))
-        .select((
-            users::id,
-            users::balance,
-            order_forms::id.nullable(),
-            order_lines::product_id.nullable(),
-            order_lines::count.nullable(),
-        ))
-        .for_update()
-        .load(c)?;
-    let mut plan = Plan::default();
+    let mut outcomes: Vec<Option<Result<(), PlaceOrderError>>> =
+        idempotency::claim_each(c, jobs.iter().map(|j| j.remember.as_ref()), idempotency::ORDERED)?;
+    let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
+    let accounts = lock_accounts(c, jobs.iter().map(|j| j.order.user_id.as_str()))?;
+    let mut plan = Plan { balances: accounts.balances, ..Plan::default() };
     let mut old_products = Vec::new();
-    for (user, balance, form, product, count) in held {
-        if let Some(form) = form {
-            let entry = plan
-                .held
-                .entry(user.clone())
-                .or_insert_with(|| Held { form: Form::Stored(form), units: BTreeMap::new() });
-            if let (Some(product), Some(count)) = (product, count) {
-                *entry.units.entry(product).or_insert(0) += count;
-                old_products.push(product);
-            }
-        }
-        plan.balances.insert(user, balance);
+    for (user, form) in accounts.forms {
+        old_products.extend(form.units.keys().copied());
+        plan.held.insert(user, Held { form: Form::Stored(form.id), units: form.units });
     }
     let product_ids: BTreeSet<i64> = jobs
         .iter()
@@ -260,20 +284,14 @@ fn place_batch(
     if !writes.is_empty() {
         c.batch_execute(&writes)?;
     }
-    for (job, outcome) in jobs.iter().zip(&outcomes) {
-        match outcome {
-            Ok(()) => idempotency::complete::<anyhow::Error>(
-                c,
-                job.remember.as_ref(),
-                None,
-                Some(job.order.id.as_str()),
-                None,
-            )?,
-            // A claim this batch made for a refused order is given back, as a rollback would.
-            Err(PlaceOrderError::Idempotency(_)) => {}
-            Err(_) => idempotency::release(c, job.remember.as_ref())?,
-        }
-    }
+    // A key this batch claimed for a refused order is given back, as a rollback would.
+    idempotency::settle_each(
+        c,
+        jobs.iter().map(|j| j.remember.as_ref()),
+        &claimed,
+        &outcomes,
+        |i, ()| (None, Some(jobs[i].order.id.as_str()), None),
+    )?;
     Ok(jobs
         .iter()
         .zip(outcomes)
