@@ -15,6 +15,7 @@ mod catalog;
 mod idempotency;
 mod orders;
 mod outbox;
+mod payments;
 mod pool;
 mod reads;
 mod rows;
@@ -34,8 +35,8 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::{Connection, MysqlConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use domain::errors::{ChargeError, PlaceOrderError};
-use domain::model::Order;
+use domain::errors::{ChargeError, PayError, PlaceOrderError};
+use domain::model::{Order, PaymentReceipt};
 use domain::values::Points;
 
 type Conn = MysqlConnection;
@@ -71,6 +72,7 @@ pub struct MysqlStore {
     pool: DbPool,
     orders: Arc<Coalesced<orders::OrderJob, Order, PlaceOrderError>>,
     charges: Arc<Coalesced<catalog::ChargeJob, Points, ChargeError>>,
+    payments: Arc<Coalesced<payments::PayJob, PaymentReceipt, PayError>>,
 }
 
 impl fmt::Debug for MysqlStore {
@@ -81,6 +83,7 @@ impl fmt::Debug for MysqlStore {
             .field("idle", &state.idle_connections)
             .field("orders", &self.orders)
             .field("charges", &self.charges)
+            .field("payments", &self.payments)
             .finish()
     }
 }
@@ -113,6 +116,7 @@ impl MysqlStore {
             pool,
             orders: Arc::new(orders::coalesced()),
             charges: Arc::new(catalog::coalesced()),
+            payments: Arc::new(payments::coalesced()),
         })
     }
 
@@ -120,6 +124,11 @@ impl MysqlStore {
     /// `docs/persistence.md`).
     pub fn order_batch_stats(&self) -> &BatchStats {
         self.orders.stats()
+    }
+
+    /// How payments have been grouped into transactions so far.
+    pub fn payment_batch_stats(&self) -> &BatchStats {
+        self.payments.stats()
     }
 
     /// How charges have been grouped into transactions so far.

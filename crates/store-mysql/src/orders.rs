@@ -11,38 +11,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Datetime};
-use domain::errors::{PayError, PlaceOrderError};
+use domain::errors::PlaceOrderError;
 use domain::idempotency::Remember;
-use domain::model::{sales_hour, Order, PaymentPlan, PaymentReceipt};
-use domain::ports::{OrderRepository, PaymentRepository};
-use domain::values::{Points, UserId};
+use domain::model::Order;
+use domain::ports::OrderRepository;
+use domain::values::UserId;
 
 use crate::batch::Coalesced;
 use crate::idempotency;
-use crate::rows::{to_db, FormRow, LineRow, NewForm, EXPIRED, PAID, PENDING, REPLACED};
-use crate::schema::{order_forms, order_lines, outbox_events, payments, products, users};
+use crate::rows::{to_db, FormRow, LineRow, NewForm, EXPIRED, PENDING, REPLACED};
+use crate::schema::{order_forms, order_lines, products, users};
 use crate::sql_text;
-use crate::tx::{reject, transaction, TxError};
+use crate::tx::{transaction, TxError};
 use crate::{Conn, MysqlStore};
-
-/// The user's balance, locked for the rest of the transaction; `None` for an unknown user.
-fn lock_user(c: &mut Conn, user: &UserId) -> QueryResult<Option<i64>> {
-    users::table.find(user.as_str()).select(users::balance).for_update().first(c).optional()
-}
-
-/// The user's pending form (id, expiry), locked.
-fn lock_pending_form(
-    c: &mut Conn,
-    user: &UserId,
-) -> QueryResult<Option<(String, chrono::NaiveDateTime)>> {
-    order_forms::table
-        .filter(order_forms::pending_user.eq(user.as_str()))
-        .select((order_forms::id, order_forms::expires_at))
-        .for_update()
-        .first(c)
-        .optional()
-}
 
 fn lines_of(c: &mut Conn, order_ids: &[String]) -> QueryResult<Vec<LineRow>> {
     order_lines::table
@@ -417,93 +398,6 @@ fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usi
     Ok(expired)
 }
 
-fn commit_payment(
-    c: &mut Conn,
-    plan: &PaymentPlan,
-    remember: Option<&Remember>,
-) -> Result<Points, TxError<PayError>> {
-    idempotency::claim(c, remember, idempotency::PAID)?;
-    let payment = &plan.payment;
-    let user = &payment.user_id;
-    let amount = payment.amount.get();
-    let Some(balance) = lock_user(c, user)? else {
-        return reject(PayError::NoPendingOrder);
-    };
-    let paid_at = to_db(payment.paid_at);
-    match lock_pending_form(c, user)? {
-        Some((id, expires_at)) if id == payment.order_id.as_str() && paid_at < expires_at => {}
-        _ => return reject(PayError::NoPendingOrder),
-    }
-    if balance < amount {
-        return reject(PayError::LackOfPoints);
-    }
-    let debited =
-        diesel::update(users::table.find(user.as_str()).filter(users::balance.ge(amount)))
-            .set(users::balance.eq(users::balance - amount))
-            .execute(c)?;
-    if debited != 1 {
-        return reject(PayError::LackOfPoints);
-    }
-    let settled = diesel::update(
-        order_forms::table.find(payment.order_id.as_str()).filter(order_forms::status.eq(PENDING)),
-    )
-    .set((
-        order_forms::status.eq(PAID),
-        order_forms::pending_user.eq(None::<String>),
-        order_forms::closed_at.eq(Some(paid_at)),
-    ))
-    .execute(c)?;
-    if settled != 1 {
-        return reject(PayError::NoPendingOrder);
-    }
-
-    let hour = to_db(sales_hour(payment.paid_at));
-    let lines = lines_of(c, &[payment.order_id.to_string()])?;
-    for (product, units) in units_per_product(&lines) {
-        let sold =
-            diesel::update(products::table.find(product).filter(products::reserved.ge(units)))
-                .set(products::reserved.eq(products::reserved - units))
-                .execute(c)?;
-        if sold != 1 {
-            return Err(TxError::Rejected(
-                anyhow!(
-                    "product {product} has fewer units reserved than form {} holds",
-                    payment.order_id
-                )
-                .into(),
-            ));
-        }
-        diesel::sql_query(
-            "INSERT INTO sales_hourly (hour, product_id, units) VALUES (?, ?, ?) \
-             ON DUPLICATE KEY UPDATE units = units + VALUES(units)",
-        )
-        .bind::<Datetime, _>(hour)
-        .bind::<BigInt, _>(product)
-        .bind::<BigInt, _>(units)
-        .execute(c)?;
-    }
-    diesel::insert_into(payments::table)
-        .values((
-            payments::id.eq(payment.id.as_str()),
-            payments::order_id.eq(payment.order_id.as_str()),
-            payments::user_id.eq(user.as_str()),
-            payments::amount.eq(amount),
-            payments::paid_at.eq(paid_at),
-        ))
-        .execute(c)?;
-    diesel::insert_into(outbox_events::table)
-        .values((
-            outbox_events::event_id.eq(plan.event.event_id.as_str()),
-            outbox_events::payment_id.eq(payment.id.as_str()),
-            outbox_events::occurred_at.eq(to_db(plan.event.occurred_at)),
-            outbox_events::next_attempt_at.eq(to_db(plan.event.occurred_at)),
-        ))
-        .execute(c)?;
-    let balance_after = balance - amount;
-    idempotency::complete(c, remember, Some(balance_after), None, Some(payment.id.as_str()))?;
-    Points::new(balance_after).map_err(|e| TxError::Rejected(anyhow!(e).into()))
-}
-
 #[async_trait]
 impl OrderRepository for MysqlStore {
     async fn place(
@@ -542,21 +436,5 @@ impl OrderRepository for MysqlStore {
             })
             .await?;
         expired.map_err(|e| e.into_error().context("expiring due order forms"))
-    }
-}
-
-#[async_trait]
-impl PaymentRepository for MysqlStore {
-    async fn commit_payment(
-        &self,
-        plan: PaymentPlan,
-        remember: Option<Remember>,
-    ) -> Result<PaymentReceipt, PayError> {
-        self.blocking(move |c| {
-            let balance = transaction(c, |c| commit_payment(c, &plan, remember.as_ref()))
-                .map_err(TxError::into_error)?;
-            Ok(PaymentReceipt { payment: plan.payment, balance })
-        })
-        .await?
     }
 }

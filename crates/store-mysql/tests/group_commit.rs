@@ -1,8 +1,9 @@
 //! Group commit under a flash sale: 2 000 concurrent orders for 500 units of one product reach
 //! the store at once, so they are placed in shared transactions. The sell-out must still be
 //! exact, order by order: 500 accepted, 1 500 refused for stock, every reserved unit held by
-//! exactly one pending form, idempotency keys kept only for accepted orders, and every unit back
-//! once the forms expire.
+//! exactly one pending form, idempotency keys kept only for accepted orders; payments sent twice
+//! at once pay each form once; and every unsold unit is back once the forms expire. Charges to
+//! one user, coalesced the same way, each see their own balance.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +11,12 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use domain::errors::PlaceOrderError;
+use domain::errors::{PayError, PlaceOrderError};
 use domain::idempotency::{IdempotencyKey, Outcome, Remember};
-use domain::ports::{IdempotencyStore, OrderRepository, UserRepository};
-use store_contract::support::{available, form, pending_id, product_with, t0, user_with};
+use domain::ports::{IdempotencyStore, OrderRepository, PaymentRepository, UserRepository};
+use store_contract::support::{
+    available, form, pending_id, plan, product_with, queued_events, secs, sold, t0, user_with,
+};
 use store_mysql::testing::fresh_database_url;
 use store_mysql::{MysqlStore, PoolOptions};
 use tokio::task::JoinSet;
@@ -168,10 +171,52 @@ async fn a_flash_sale_placed_in_shared_transactions_sells_out_exactly() {
         }
     }
 
-    // Expiry releases every form once and gives every unit back.
-    let forms = 500 + short.iter().filter(|&&i| i % 4 == 2).count();
+    // Half the accepted buyers pay (kinds 1 and 3: the hot unit alone), each twice at once:
+    // one payment per form, in shared transactions.
+    let paying: Vec<usize> = accepted.iter().copied().filter(|i| i % 2 == 1).collect();
+    let mut pays = JoinSet::new();
+    for &i in &paying {
+        for _ in 0..2 {
+            let (store, user) = (store.clone(), buyers[i].clone());
+            pays.spawn(async move {
+                let order = form(&user, &format!("o{i}"), &[(hot, 1, 1)], t0(), TTL);
+                (i, store.commit_payment(plan(&order, t0() + secs(1)), None).await)
+            });
+        }
+    }
+    let mut paid = std::collections::HashMap::new();
+    while let Some(joined) = pays.join_next().await {
+        match joined.expect("task") {
+            (i, Ok(receipt)) => {
+                assert_eq!(receipt.balance.get(), 9, "each payment debits its own buyer once");
+                *paid.entry(i).or_insert(0) += 1;
+            }
+            (_, Err(PayError::NoPendingOrder)) => {}
+            (i, Err(other)) => panic!("buyer {i}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(paid.len(), paying.len(), "every form is paid");
+    assert!(paid.values().all(|&n| n == 1), "and none twice");
+    let stats = store.payment_batch_stats();
+    assert!(stats.batches() < stats.calls(), "payments shared transactions: {stats:?}");
+    let sold_units = paying.len() as i64;
+    assert_eq!(sold(&store, hot).await, sold_units, "the ranking counts each unit sold once");
+    assert_eq!(queued_events(&store).await, sold_units as u64, "one event per payment");
+    let ledger = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || reserved_and_held(&url)
+    })
+    .await
+    .expect("task");
+    for row in &ledger {
+        assert_eq!(row.reserved, row.held, "paid units leave `reserved`: {row:?}");
+    }
+    assert_eq!(ledger[0].reserved, UNITS - sold_units);
+
+    // Expiry releases every unpaid form once and gives every unsold unit back.
+    let forms = 500 - paying.len() + short.iter().filter(|&&i| i % 4 == 2).count();
     assert_eq!(store.expire_due(t0() + TTL, 10_000).await.expect("sweep"), forms);
-    assert_eq!(available(&store, hot).await, UNITS);
+    assert_eq!(available(&store, hot).await, UNITS - sold_units);
     assert_eq!(available(&store, side).await, SIDE_STOCK);
 }
 
