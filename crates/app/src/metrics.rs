@@ -5,11 +5,15 @@ use std::sync::OnceLock;
 
 use actix_web::{web, HttpResponse};
 use domain::Mall;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets, in seconds: from half a millisecond to ten seconds.
 const BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Calls per database batch (group commit): 1 when the shop is quiet, up to the batch cap.
+const BATCH_BUCKETS: [f64; 11] =
+    [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
 /// The process's recorder, installed the first time it is asked for.
 pub fn handle() -> &'static PrometheusHandle {
@@ -17,6 +21,9 @@ pub fn handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(&BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full("db_batch_size".into()), &BATCH_BUCKETS)
+            })
             .unwrap_or_else(|_| PrometheusBuilder::new())
             .build_recorder();
         let handle = recorder.handle();
