@@ -1,13 +1,18 @@
 //! `mall-bench`: measures the release `mall` on this machine. For each store (in memory, and
-//! MariaDB on a fresh database) it starts the server, seeds a catalog and users over the API,
-//! drives each scenario with a closed-loop HTTP load, and prints one table. Every run measures
-//! `GET /health` too, so each figure is also a ratio to the machine's HTTP ceiling in the same
-//! run. `make bench-quick` / `make bench` run it; `--report` writes `docs/benchmarks.md`.
+//! MariaDB on a fresh database) it starts the server, seeds it, drives each scenario with a
+//! closed-loop HTTP load, runs an exact flash sale, then does the read and mixed scenarios
+//! again on a fresh server with `--scale` times the data (10× by default). Every run measures
+//! the in-memory `GET /health` too, so each figure is also a ratio to the machine's HTTP
+//! ceiling in the same run. `make bench-quick` / `make bench` run it; `--report` writes
+//! `docs/benchmarks.md` with its raw `.json` and its `.svg` chart.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
+mod flash;
+mod load;
+mod report;
+mod seed;
+
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +20,24 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::{json, Value};
 
-const TOKEN: &str = "bench-admin-token";
+use load::{drive, Load, MakeRequest};
+use report::{Row, Rss};
+use seed::TOKEN;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Store {
+    Memory,
+    Mariadb,
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Mariadb => "mariadb",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mall-bench", about = "Benchmarks the release mall binary on this machine.")]
@@ -26,36 +48,53 @@ struct Options {
     /// Concurrent connections (closed loop: each sends its next request when the last answered).
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Products in the catalog.
+    /// Products in the catalog (the 1× data set).
     #[arg(long, default_value_t = 1_000)]
-    products: usize,
-    /// Registered users.
-    #[arg(long, default_value_t = 1_000)]
-    users: usize,
-    /// Skip the MariaDB runs.
+    products: u64,
+    /// Registered users (the 1× data set).
+    #[arg(long, default_value_t = 10_000)]
+    users: u64,
+    /// The larger data set: users, products and sales rows times this.
+    #[arg(long, default_value_t = 10)]
+    scale: u64,
+    /// On MariaDB, `sales_hourly` gets one row per product for each of this many past hours
+    /// (the ranking window is 3 days, 72–73 of them): products × hours rows.
+    #[arg(long, default_value_t = 100)]
+    sales_hours: u64,
+    /// Skip the larger data set (`make bench-quick`).
+    #[arg(long)]
+    quick: bool,
+    /// The stores to measure, comma-separated. Without memory, a bare in-memory server still
+    /// measures the `GET /health` ceiling.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "memory,mariadb")]
+    stores: Vec<Store>,
+    /// The same as `--stores memory`.
     #[arg(long)]
     memory_only: bool,
-    /// Write the table to this markdown file as well.
+    /// Write the results to this markdown file, with the raw results beside it (same name,
+    /// .json) and the chart (.svg).
     #[arg(long)]
     report: Option<PathBuf>,
 }
 
-/// One measured scenario.
-#[derive(Debug, Clone)]
-struct Row {
-    store: &'static str,
-    scenario: &'static str,
-    requests: u64,
-    errors: u64,
-    seconds: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    note: String,
-}
+impl Options {
+    fn stores(&self) -> Vec<Store> {
+        if self.memory_only {
+            vec![Store::Memory]
+        } else {
+            let mut stores = self.stores.clone();
+            stores.sort_by_key(|s| *s == Store::Mariadb);
+            stores.dedup();
+            stores
+        }
+    }
 
-impl Row {
-    fn rate(&self) -> f64 {
-        self.requests as f64 / self.seconds
+    fn scales(&self) -> Vec<u64> {
+        if self.quick || self.scale <= 1 {
+            vec![1]
+        } else {
+            vec![1, self.scale]
+        }
     }
 }
 
@@ -108,413 +147,406 @@ impl Server {
     }
 }
 
-/// A request a scenario sends: built from the worker's number and a counter.
-type MakeRequest =
-    Arc<dyn Fn(&reqwest::Client, &str, u64, u64) -> reqwest::RequestBuilder + Send + Sync>;
-
-/// Runs `make` from `connections` workers for `seconds`; a non-2xx answer counts as an error.
-async fn drive(
-    client: &reqwest::Client,
-    base: &str,
-    options: &Options,
-    make: MakeRequest,
-) -> (u64, u64, f64, f64, f64) {
-    let deadline = Instant::now() + Duration::from_secs(options.seconds);
-    let errors = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..options.connections as u64 {
-        let (client, base, make, errors) =
-            (client.clone(), base.to_owned(), make.clone(), errors.clone());
-        workers.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n = 0;
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                match make(&client, &base, worker, n).send().await {
-                    Ok(response) => {
-                        let status = response.status().as_u16();
-                        let _ = response.bytes().await;
-                        if !ok(status) {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                latencies.push(sent.elapsed().as_micros() as u32);
-                n += 1;
-            }
-            latencies
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(latencies) = workers.join_next().await {
-        all.extend(latencies.unwrap_or_default());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let (p50, p99) = p50_p99_ms(&mut all);
-    (all.len() as u64, errors.load(Ordering::Relaxed), elapsed, p50, p99)
-}
-
-/// The median and 99th percentile of latencies in microseconds, in milliseconds.
-fn p50_p99_ms(latencies: &mut [u32]) -> (f64, f64) {
-    latencies.sort_unstable();
-    let at = |p: f64| {
-        let index = ((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1));
-        latencies.get(index).map_or(0.0, |&us| f64::from(us) / 1000.0)
-    };
-    (at(0.5), at(0.99))
-}
-
-/// The `errorcode` of an answer, or null when there was no answer or it was not JSON.
-async fn errorcode(answer: reqwest::Result<reqwest::Response>) -> Value {
-    match answer {
-        Ok(response) => {
-            response.json::<Value>().await.map_or(Value::Null, |b| b["errorcode"].clone())
-        }
-        Err(_) => Value::Null,
-    }
-}
-
-fn ok(status: u16) -> bool {
-    (200..300).contains(&status)
-}
-
-async fn admin(
-    client: &reqwest::Client,
-    base: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let response = client
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await?;
-    let status = response.status();
-    let body: Value = response.json().await?;
-    if !status.is_success() {
-        bail!("{path}: {status} {body}");
-    }
-    Ok(body)
-}
-
-/// Adds the catalog and the users (each with plenty of points), `connections` at a time.
-async fn seed(client: &reqwest::Client, base: &str, options: &Options) -> anyhow::Result<()> {
-    let mut tasks = tokio::task::JoinSet::new();
-    let per = options.products.div_ceil(options.connections);
-    for worker in 0..options.connections {
-        let (client, base) = (client.clone(), base.to_owned());
-        let products = options.products;
-        tasks.spawn(async move {
-            for i in worker * per..((worker + 1) * per).min(products) {
-                let body = json!({"name": format!("Product {i}"), "price": 100 + (i % 50) as i64, "quantity": 1_000_000_000});
-                admin(&client, &base, reqwest::Method::POST, "/product", body).await?;
-            }
-            anyhow::Ok(())
-        });
-    }
-    let per = options.users.div_ceil(options.connections);
-    for worker in 0..options.connections {
-        let (client, base) = (client.clone(), base.to_owned());
-        let users = options.users;
-        tasks.spawn(async move {
-            for i in worker * per..((worker + 1) * per).min(users) {
-                admin(
-                    &client,
-                    &base,
-                    reqwest::Method::POST,
-                    "/user",
-                    json!({"id": format!("u{i}")}),
-                )
-                .await?;
-                let path = format!("/user/u{i}/charge");
-                admin(
-                    &client,
-                    &base,
-                    reqwest::Method::PATCH,
-                    &path,
-                    json!({"amount": 1_000_000_000_000_i64}),
-                )
-                .await?;
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    Ok(())
-}
-
-/// 2 000 buyers, one product with 500 units: each orders one and pays. Exactly 500 must be
-/// paid, the rest refused with code 4, and the product must end at 0 available.
-async fn flash_sale(
-    client: &reqwest::Client,
-    base: &str,
-    options: &Options,
-) -> anyhow::Result<Row> {
-    let created = admin(
-        client,
-        base,
-        reqwest::Method::POST,
-        "/product",
-        json!({"name": "Flash", "price": 1, "quantity": 500}),
-    )
-    .await?;
-    let product = created["product"]["id"].as_i64().context("an id")?;
-    let buyers = 2_000;
-    for i in 0..buyers {
-        admin(client, base, reqwest::Method::POST, "/user", json!({"id": format!("flash{i}")}))
-            .await?;
-        admin(
-            client,
-            base,
-            reqwest::Method::PATCH,
-            &format!("/user/flash{i}/charge"),
-            json!({"amount": 10}),
-        )
-        .await?;
-    }
-    let next = Arc::new(AtomicU64::new(0));
-    let (paid, sold_out, other) =
-        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..options.connections {
-        let (client, base, next) = (client.clone(), base.to_owned(), next.clone());
-        let (paid, sold_out, other) = (paid.clone(), sold_out.clone(), other.clone());
-        tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= buyers {
-                    return latencies;
-                }
-                let items = json!([{"product_id": product, "count": 1}]);
-                let sent = Instant::now();
-                let code = errorcode(
-                    client.post(format!("{base}/order/flash{i}")).json(&items).send().await,
-                )
-                .await;
-                if code == 0 {
-                    let pay = client.post(format!("{base}/order/flash{i}/pay")).json(&items);
-                    let paid_code = errorcode(pay.send().await).await;
-                    if paid_code == 0 { &paid } else { &other }.fetch_add(1, Ordering::Relaxed);
-                } else if code == 4 {
-                    sold_out.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    other.fetch_add(1, Ordering::Relaxed);
-                }
-                latencies.push(sent.elapsed().as_micros() as u32);
-            }
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(latencies) = tasks.join_next().await {
-        all.extend(latencies?);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let (p50_ms, p99_ms) = p50_p99_ms(&mut all);
-    let left: Value = client.get(format!("{base}/product/{product}")).send().await?.json().await?;
-    let (paid, sold_out, other) = (
-        paid.load(Ordering::Relaxed),
-        sold_out.load(Ordering::Relaxed),
-        other.load(Ordering::Relaxed),
-    );
-    let exact =
-        paid == 500 && sold_out == buyers - 500 && other == 0 && left["product"]["quantity"] == 0;
-    if !exact {
-        bail!("flash sale: {paid} paid, {sold_out} sold out, {other} other, {left} left — expected exactly 500 paid");
-    }
-    Ok(Row {
-        store: "",
-        scenario: "flash sale: 2 000 buyers, 500 units (order + pay)",
-        requests: buyers,
-        errors: other,
-        seconds,
-        p50_ms,
-        p99_ms,
-        note: format!(
-            "{:.0} buyers/s; exactly 500 paid, 1 500 code 4, 0 left",
-            buyers as f64 / seconds
-        ),
-    })
-}
-
-async fn run_store(
-    store: &'static str,
-    database_url: Option<&str>,
-    options: &Options,
-) -> anyhow::Result<(Vec<Row>, Option<f64>)> {
-    let server = Server::start(database_url)?;
-    let base = server.base.clone();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
-    eprintln!("[{store}] seeding {} products and {} users…", options.products, options.users);
-    seed(&client, &base, options).await?;
-    let (products, users) = (options.products as u64, options.users as u64);
+/// The scenarios a server runs: every one on the 1× data, the reads and the mixed shop on the
+/// larger data.
+fn scenarios(products: u64, users: u64, all: bool) -> Vec<(&'static str, Load)> {
     let spread = move |worker: u64, n: u64, modulo: u64| (worker * 7_919 + n * 104_729) % modulo;
-    let scenarios: Vec<(&'static str, MakeRequest)> = vec![
-        ("GET /health", Arc::new(|c, b, _, _| c.get(format!("{b}/health")))),
-        (
-            "GET /product/{id}",
-            Arc::new(move |c, b, w, n| {
-                c.get(format!("{b}/product/{}", 1 + spread(w, n, products)))
-            }),
-        ),
-        (
-            "GET /user/{id}/point",
-            Arc::new(move |c, b, w, n| c.get(format!("{b}/user/u{}/point", spread(w, n, users)))),
-        ),
-        (
+    let one = |make: MakeRequest| Load::One(make);
+    let mut list: Vec<(&'static str, Load)> = Vec::new();
+    if all {
+        list.push(("GET /health", one(Arc::new(|c, b, _, _| c.get(format!("{b}/health"))))));
+    }
+    list.push((
+        "GET /product/{id}",
+        one(Arc::new(move |c, b, w, n| {
+            c.get(format!("{b}/product/{}", 1 + spread(w, n, products)))
+        })),
+    ));
+    list.push((
+        "GET /user/{id}/point",
+        one(Arc::new(move |c, b, w, n| c.get(format!("{b}/user/u{}/point", spread(w, n, users))))),
+    ));
+    if all {
+        list.push((
             "PATCH charge, one hot user",
-            Arc::new(|c, b, _, _| {
+            one(Arc::new(|c, b, _, _| {
                 c.patch(format!("{b}/user/u0/charge")).json(&json!({"amount": 1}))
-            }),
-        ),
-        (
+            })),
+        ));
+        list.push((
             "PATCH charge, many users",
-            Arc::new(move |c, b, w, n| {
+            one(Arc::new(move |c, b, w, n| {
                 c.patch(format!("{b}/user/u{}/charge", spread(w, n, users)))
                     .json(&json!({"amount": 1}))
-            }),
-        ),
-        (
+            })),
+        ));
+        list.push((
             "POST order, one hot product",
-            Arc::new(|c, b, w, n| {
+            one(Arc::new(|c, b, w, n| {
                 // Each worker is one user; alternating 1 and 2 units makes every replacement move
                 // one unit on the hot row.
                 c.post(format!("{b}/order/u{w}"))
                     .json(&json!([{"product_id": 1, "count": 1 + n % 2}]))
-            }),
-        ),
-        (
+            })),
+        ));
+        list.push((
             "POST order, spread over products",
-            Arc::new(move |c, b, w, n| {
+            one(Arc::new(move |c, b, w, n| {
                 c.post(format!("{b}/order/u{w}"))
                     .json(&json!([{"product_id": 1 + spread(w, n, products), "count": 1}]))
-            }),
-        ),
-        ("GET /product/ranked", Arc::new(|c, b, _, _| c.get(format!("{b}/product/ranked")))),
-    ];
-    // Some sales, so the ranking has something to rank.
-    for i in 0..50_u64 {
-        let items = json!([{"product_id": 1 + i % products.min(20), "count": 1}]);
-        admin(
-            &client,
-            &base,
-            reqwest::Method::POST,
-            &format!("/order/u{}", i % users),
-            items.clone(),
-        )
-        .await?;
-        admin(&client, &base, reqwest::Method::POST, &format!("/order/u{}/pay", i % users), items)
-            .await?;
+            })),
+        ));
     }
-    let mut rows = Vec::new();
-    for (scenario, make) in scenarios {
-        eprintln!(
-            "[{store}] {scenario}: {} s at {} connections…",
-            options.seconds, options.connections
-        );
-        let (requests, errors, seconds, p50_ms, p99_ms) =
-            drive(&client, &base, options, make).await;
-        rows.push(Row {
-            store,
-            scenario,
-            requests,
-            errors,
-            seconds,
-            p50_ms,
-            p99_ms,
-            note: String::new(),
-        });
-    }
-    eprintln!("[{store}] flash sale…");
-    let mut flash = flash_sale(&client, &base, options).await?;
-    flash.store = store;
-    rows.push(flash);
-    Ok((rows, server.peak_rss_mib()))
+    list.push((
+        "GET /product/ranked",
+        one(Arc::new(|c, b, _, _| c.get(format!("{b}/product/ranked")))),
+    ));
+    list.push(("mixed shop", Load::Mixed { products, users }));
+    list
 }
 
-fn table(rows: &[Row], rss: &[(&str, Option<f64>)]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| store | scenario | req/s | vs ceiling | p50 ms | p99 ms | errors | note |"
+/// The database name at the end of a MariaDB URL.
+fn database_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
+
+fn drop_database(url: &str) -> anyhow::Result<()> {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let mut conn = diesel::MysqlConnection::establish(&store_mysql::testing::server_url())?;
+    conn.batch_execute(&format!("DROP DATABASE `{}`", database_name(url)))?;
+    Ok(())
+}
+
+/// One server: started on `store` with `scale` times the data, seeded, driven through its
+/// scenarios (and, at 1×, the flash sale), then stopped. MariaDB runs on a fresh database that
+/// is dropped afterwards.
+async fn run_server(
+    store: Store,
+    scale: u64,
+    options: &Options,
+) -> anyhow::Result<(Vec<Row>, Rss)> {
+    let label = format!("[{} {scale}×]", store.name());
+    let (products, users) = (options.products * scale, options.users * scale);
+    let url = match store {
+        Store::Memory => None,
+        Store::Mariadb => {
+            Some(tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url).await?)
+        }
+    };
+    let server = Server::start(url.as_deref())?;
+    let base = server.base.clone();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
+    let started = Instant::now();
+    let connections = options.connections as u64;
+    match &url {
+        None => {
+            eprintln!("{label} seeding over the API: {products} products, {users} users…");
+            seed::products_api(&client, &base, products, connections).await?;
+            seed::users_api(&client, &base, "u", users, seed::BALANCE, connections).await?;
+            seed::sales_api(&client, &base, products, users).await?;
+            eprintln!("{label} seeded in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        Some(url) => {
+            let (url, label, hours) = (url.clone(), label.clone(), options.sales_hours);
+            tokio::task::spawn_blocking(move || {
+                seed::database(&url, &label, products, users, hours)
+            })
+            .await??;
+        }
+    }
+    let mut rows = Vec::new();
+    for (scenario, load) in scenarios(products, users, scale == 1) {
+        let outcome = drive(
+            &client,
+            &base,
+            &format!("{label} {scenario}"),
+            options.seconds,
+            options.connections,
+            &load,
+        )
+        .await;
+        let mut note = String::new();
+        let purchases = matches!(load, Load::Mixed { .. }).then_some(outcome.purchases);
+        if let Some(purchases) = purchases {
+            note = format!("{:.0} purchases/s", purchases as f64 / outcome.seconds.max(1e-9));
+        }
+        if outcome.sold_out > 0 {
+            note.push_str(&format!(" ({} orders refused for lack of stock)", outcome.sold_out));
+        }
+        rows.push(Row {
+            store: store.name(),
+            scale,
+            scenario,
+            requests: outcome.requests,
+            errors: outcome.errors,
+            errors_by_status: outcome.errors_by_status.clone(),
+            seconds: outcome.seconds,
+            p50_ms: outcome.p50_ms,
+            p99_ms: outcome.p99_ms,
+            purchases,
+            note,
+        });
+    }
+    if scale == 1 {
+        eprint!("{label} flash sale: {} buyers, {} units…", flash::BUYERS, flash::UNITS);
+        let sale = flash::run(&client, &base, connections, url.as_deref()).await?;
+        eprintln!(" {}", sale.note);
+        rows.push(Row {
+            store: store.name(),
+            scale,
+            scenario: "flash sale: 2 000 buyers, 500 units (order + pay)",
+            requests: sale.buyers,
+            errors: sale.errors,
+            errors_by_status: std::collections::BTreeMap::new(),
+            seconds: sale.seconds,
+            p50_ms: sale.p50_ms,
+            p99_ms: sale.p99_ms,
+            purchases: None,
+            note: sale.note,
+        });
+    }
+    let rss = Rss { store: store.name(), scale, mib: server.peak_rss_mib() };
+    drop(server);
+    if let Some(url) = url {
+        tokio::task::spawn_blocking(move || drop_database(&url)).await??;
+    }
+    Ok((rows, rss))
+}
+
+/// The ceiling alone, when the in-memory store is not measured: `GET /health` on a bare
+/// in-memory server.
+async fn ceiling_only(options: &Options) -> anyhow::Result<Row> {
+    let server = Server::start(None)?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
+    let load = Load::One(Arc::new(|c, b, _, _| c.get(format!("{b}/health"))));
+    let label = "[memory, ceiling only] GET /health";
+    let outcome =
+        drive(&client, &server.base, label, options.seconds, options.connections, &load).await;
+    Ok(Row {
+        store: "memory",
+        scale: 1,
+        scenario: "GET /health",
+        requests: outcome.requests,
+        errors: outcome.errors,
+        errors_by_status: outcome.errors_by_status,
+        seconds: outcome.seconds,
+        p50_ms: outcome.p50_ms,
+        p99_ms: outcome.p99_ms,
+        purchases: None,
+        note: "ceiling only: the in-memory store was not measured".to_owned(),
+    })
+}
+
+/// What this machine is, for the report.
+fn machine(stores: &[Store]) -> Value {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let field = |text: &str, key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_once([':', '=']))
+            .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+    };
+    let memory_gib = field(&read("/proc/meminfo"), "MemTotal")
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| (kib / 1024.0 / 1024.0 * 10.0).round() / 10.0);
+    let mariadb = stores.contains(&Store::Mariadb).then(mariadb_version).flatten();
+    let commit = Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    json!({
+        "cores": std::thread::available_parallelism().map_or(0, usize::from),
+        "cpu": field(&read("/proc/cpuinfo"), "model name"),
+        "memory_gib": memory_gib,
+        "os": field(&read("/etc/os-release"), "PRETTY_NAME"),
+        "kernel": read("/proc/sys/kernel/osrelease").trim(),
+        "mariadb": mariadb,
+        "commit": commit,
+    })
+}
+
+fn mariadb_version() -> Option<String> {
+    use diesel::sql_types::Text;
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = Text)]
+        version: String,
+    }
+    let mut conn = diesel::MysqlConnection::establish(&store_mysql::testing::server_url()).ok()?;
+    let row: Version =
+        diesel::sql_query("SELECT VERSION() AS version").get_result(&mut conn).ok()?;
+    Some(row.version)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// Writes the markdown report, the raw JSON beside it and the SVG chart.
+fn write_report(
+    path: &Path,
+    options: &Options,
+    rows: &[Row],
+    rss: &[Rss],
+    header: Value,
+) -> anyhow::Result<()> {
+    let (json_path, svg_path) = (path.with_extension("json"), path.with_extension("svg"));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let machine = &header["machine"];
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_owned();
+    let cores = machine["cores"].as_u64().unwrap_or(0);
+    let subtitle = format!(
+        "{} · {cores} cores · {} connections, {} s per scenario · {}",
+        text(&machine["cpu"]),
+        options.connections,
+        options.seconds,
+        text(&header["generated_at"]),
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|");
-    // The ceiling is the in-memory `/health`: the same HTTP stack, nothing behind it. On MariaDB
-    // `/health` itself reads the database, so it is a scenario there, not a ceiling.
-    let ceiling = rows
-        .iter()
-        .find(|r| r.store == "memory" && r.scenario.starts_with("GET /health"))
-        .map_or(1.0, Row::rate);
-    for row in rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.0} | {:.0} % | {:.2} | {:.2} | {} | {} |",
-            row.store,
-            row.scenario,
-            row.rate(),
-            100.0 * row.rate() / ceiling,
-            row.p50_ms,
-            row.p99_ms,
-            row.errors,
-            row.note
-        );
+    let svg = report::chart(rows, &subtitle)?;
+    std::fs::write(&svg_path, svg).with_context(|| format!("writing {}", svg_path.display()))?;
+    let json = report::json(rows, rss, header.clone());
+    let pretty = serde_json::to_string_pretty(&json)?;
+    std::fs::write(&json_path, pretty + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+
+    let scales = options.scales();
+    let big = scales.iter().copied().find(|&s| s > 1);
+    let (p, u, h) = (options.products, options.users, options.sales_hours);
+    let n = |x: u64| report::thousands(x as f64);
+    let mut data = format!(
+        "- **Data, 1×:** {} products, {} users; on MariaDB also {} `sales_hourly` rows \
+         (every product in each of the last {h} UTC hours, 1–97 units each; the ranking's \
+         3-day window covers 72–73 of those hours).",
+        n(p),
+        n(u),
+        n(p * h)
+    );
+    if let Some(s) = big {
+        data.push_str(&format!(
+            "\n- **Data, {s}×:** {} products, {} users, and on MariaDB {} `sales_hourly` rows, \
+             on a fresh server: the reads and the mixed shop again.",
+            n(p * s),
+            n(u * s),
+            n(p * s * h)
+        ));
+    } else {
+        data.push_str(" The larger data set was skipped (`--quick`).");
     }
-    for (store, peak) in rss {
-        let _ = writeln!(
-            out,
-            "\nPeak server RSS ({store}): {}",
-            peak.map_or("n/a".to_owned(), |mib| format!("{mib:.1} MiB"))
-        );
-    }
-    out
+    let growth = report::growth(rows)
+        .map_or_else(String::new, |g| format!("\n## How the cost grows with the data\n\n{g}\n"));
+    let report = format!(
+        "# Benchmarks\n\n\
+         Measured by `make bench` (`make bench-quick` is the short run, without the larger data \
+         set). This run: `{command}`, {at}, {minutes:.1} min in all, on {cpu} ({cores} cores, \
+         {mem} GiB), the load generator on the same machine as the server and MariaDB {mariadb}; \
+         commit {commit}.\n\n\
+         ![Each scenario's req/s as a share of the in-memory GET /health, by store]({svg})\n\n\
+         Raw results, every row with the machine, the command and the time: \
+         [{json}]({json}).\n\n\
+         ## Method\n\n\
+         - **Load:** closed loop, {connections} connections (each sends its next request when \
+         the last answered), {seconds} s per scenario, the release `mall` with a pool of 16 \
+         database connections.\n\
+         {data}\n\
+         - **Seeding:** MariaDB is seeded with SQL (`INSERT … SELECT` from the Sequence \
+         engine's `seq_1_to_N`) into the server's fresh, migrated database before the load; \
+         the in-memory store has no way in but the API, so it is seeded over HTTP and gets no \
+         `sales_hourly` rows: its ranking ranks 50 paid sales (plus what the scenarios buy).\n\
+         - **Mixed shop:** each connection loops over 60 % `GET /product/{{id}}`, 10 % \
+         `GET /product/ranked`, 10 % `GET /user/{{id}}/point`, 10 % `PATCH charge`, 10 % a \
+         purchase (`POST /order` of 1–3 lines, then `POST /order/…/pay` with the same items) — \
+         shares of operations; a purchase is two requests, both counted in req/s. Products are \
+         drawn with a cubic skew, index = floor(products × u³) for uniform u: the first 1 % of \
+         the catalog gets ~22 % of the draws, the first 10 % ~46 %. Point reads and charges \
+         pick any user; each connection purchases as its own users, so its orders and payments \
+         pair up. Stock never runs out; a code-4 refusal would not count as an error.\n\
+         - **vs ceiling:** the rate as a share of the in-memory `GET /health` in the same run: \
+         the machine's HTTP ceiling with this load generator, which itself takes a large share \
+         of the cores, so compare ratios rather than absolute figures across machines.\n\
+         - **Flash sale:** 2 000 buyers, one product with 500 units, each orders one and pays; \
+         exactly 500 must be paid and 1 500 refused with code 4. On MariaDB the database is \
+         then read directly: 0 available, 0 reserved, 500 paid forms with 500 units, 500 \
+         payments, no pending form holding the product, 500 units in `sales_hourly`.\n\
+         - **Peak RSS:** the server's VmHWM over its whole life, seeding included (goal: \
+         ≤ 64 MB).\n\n\
+         ## Results\n\n{table}{growth}",
+        command = text(&header["command"]),
+        at = text(&header["generated_at"]),
+        minutes = header["wall_seconds"].as_f64().unwrap_or(0.0) / 60.0,
+        cpu = text(&machine["cpu"]),
+        mem = machine["memory_gib"],
+        mariadb = machine["mariadb"].as_str().unwrap_or("(not measured)"),
+        commit = text(&machine["commit"]),
+        svg = file_name(&svg_path),
+        json = file_name(&json_path),
+        connections = options.connections,
+        seconds = options.seconds,
+        table = report::table(rows, rss),
+    );
+    std::fs::write(path, report).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}, {} and {}", path.display(), json_path.display(), svg_path.display());
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
-    if options.users < options.connections || options.products == 0 {
+    if options.users < options.connections as u64 || options.products == 0 {
         bail!("each connection orders as its own user: give at least as many --users as --connections, and some --products");
     }
+    let started = Instant::now();
+    let generated_at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let stores = options.stores();
     let mut rows = Vec::new();
     let mut rss = Vec::new();
-    let (memory, peak) = run_store("memory", None, &options).await?;
-    rows.extend(memory);
-    rss.push(("memory", peak));
-    if !options.memory_only {
-        let url = tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url).await?;
-        let (mysql, peak) = run_store("mariadb", Some(&url), &options).await?;
-        rows.extend(mysql);
-        rss.push(("mariadb", peak));
+    if !stores.contains(&Store::Memory) {
+        rows.push(ceiling_only(&options).await?);
     }
-    let table = table(&rows, &rss);
-    println!("{table}");
+    for &store in &stores {
+        for scale in options.scales() {
+            let (measured, peak) = run_server(store, scale, &options).await?;
+            rows.extend(measured);
+            rss.push(peak);
+        }
+    }
+    println!("{}", report::table(&rows, &rss));
+    if let Some(growth) = report::growth(&rows) {
+        println!("{growth}");
+    }
+    let wall = started.elapsed().as_secs_f64();
+    eprintln!("mall-bench: {wall:.0} s in all");
     if let Some(path) = &options.report {
-        let cores = std::thread::available_parallelism().map_or(0, usize::from);
-        let command = std::env::args().collect::<Vec<_>>().join(" ");
-        let report = format!(
-            "# Benchmarks\n\nMeasured by `make bench` / `make bench-quick` (this run: `{command}`) on this \
-             machine: {cores} cores, the load generator on the same machine as the server and MariaDB. \
-             Closed loop: {connections} connections, {seconds} s per scenario, {products} products, \
-             {users} users. \"vs ceiling\" is the scenario's rate as a share of the in-memory \
-             `GET /health` in the same run — the machine's HTTP ceiling with this load generator, \
-             which itself takes a large share of the cores, so compare ratios rather than absolute \
-             figures across machines.\n\n{table}\n",
-            connections = options.connections,
-            seconds = options.seconds,
-            products = options.products,
-            users = options.users,
-        );
-        std::fs::write(path, report).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
+        let stores_for_machine = stores.clone();
+        let header = json!({
+            "generated_at": generated_at,
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "wall_seconds": (wall * 10.0).round() / 10.0,
+            "machine": tokio::task::spawn_blocking(move || machine(&stores_for_machine)).await?,
+            "options": {
+                "seconds": options.seconds,
+                "connections": options.connections,
+                "products": options.products,
+                "users": options.users,
+                "scale": options.scale,
+                "sales_hours": options.sales_hours,
+                "quick": options.quick,
+                "stores": stores.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            },
+            "mixed_shop": {
+                "operations": {"GET /product/{id}": 60, "GET /product/ranked": 10,
+                               "GET /user/{id}/point": 10, "PATCH charge": 10,
+                               "purchase (order + pay)": 10},
+                "product_popularity": "index = floor(products * u^3), u uniform in [0, 1)",
+            },
+        });
+        write_report(path, &options, &rows, &rss, header)?;
     }
     Ok(())
 }
