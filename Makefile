@@ -90,13 +90,13 @@ db-clean: ## Drop the databases earlier test runs left behind
 		mariadb -uroot -h127.0.0.1 -e "DROP DATABASE \`$$db\`"; \
 	done
 
-bench: deps db-up ## Benchmark the release build on both stores (10 s per scenario) and write docs/benchmarks.md
+bench: deps db-up ## Benchmark the release build on both stores, 10 s per scenario at 1× and 10× data (~6 min); writes docs/benchmarks.{md,json,svg}
 	$(CARGO) build --release -p app -p bench
-	target/release/mall-bench --seconds 10 --products 10000 --users 10000 --report docs/benchmarks.md
+	target/release/mall-bench --seconds 10 --products 1000 --users 10000 --scale 10 --report docs/benchmarks.md
 
-bench-quick: deps db-up ## The same, short (3 s per scenario, under 2 minutes after the build)
+bench-quick: deps db-up ## The same, short: 3 s per scenario, 1× data only (under 2 minutes after the build)
 	$(CARGO) build --release -p app -p bench
-	target/release/mall-bench --seconds 3
+	target/release/mall-bench --seconds 3 --quick
 
 check-domain-pure: ## Fail if the domain crate depends on an I/O crate
 	@bad=$$($(CARGO) tree -p domain -e normal --prefix none --format '{p}' \
