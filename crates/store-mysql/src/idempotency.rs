@@ -10,8 +10,9 @@ use domain::model::{Payment, PaymentReceipt};
 use domain::ports::IdempotencyStore;
 use domain::values::{OrderId, PaymentId, Points, UserId};
 
+use crate::orders::lines_of_form;
 use crate::rows::{from_db, to_db, FormRow, LineRow};
-use crate::schema::{idempotency_keys, order_forms, order_lines, payments};
+use crate::schema::{idempotency_keys, order_forms, payments};
 use crate::tx::TxError;
 use crate::{Conn, MysqlStore};
 
@@ -179,7 +180,7 @@ fn recall(
             let id = row.order_id.ok_or_else(missing)?;
             let form: FormRow =
                 order_forms::table.find(&id).select(FormRow::as_select()).first(c)?;
-            Outcome::Ordered(form.into_order(&lines(c, &id)?)?)
+            Outcome::Ordered(form.into_order(&lines_of_form(c, &id)?)?)
         }
         PAID => {
             let id = row.payment_id.ok_or_else(missing)?;
@@ -193,7 +194,7 @@ fn recall(
                     payments::paid_at,
                 ))
                 .first(c)?;
-            let lines = lines(c, &p.order_id)?;
+            let lines = lines_of_form(c, &p.order_id)?;
             let payment = Payment {
                 id: PaymentId::new(p.id),
                 order_id: OrderId::new(p.order_id),
@@ -208,14 +209,6 @@ fn recall(
         other => anyhow::bail!("unknown idempotency outcome {other:?}"),
     };
     Ok(Some(IdempotencyRecord { fingerprint: row.fingerprint, outcome }))
-}
-
-fn lines(c: &mut Conn, order_id: &str) -> QueryResult<Vec<LineRow>> {
-    order_lines::table
-        .filter(order_lines::order_id.eq(order_id))
-        .order(order_lines::product_id)
-        .select(LineRow::as_select())
-        .load(c)
 }
 
 #[async_trait]

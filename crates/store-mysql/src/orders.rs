@@ -25,6 +25,15 @@ use crate::sql_text;
 use crate::tx::{transaction, TxError};
 use crate::{Conn, MysqlStore};
 
+/// One form's lines: a statement diesel keeps prepared (an `IN` list is prepared anew each time).
+pub(crate) fn lines_of_form(c: &mut Conn, order_id: &str) -> QueryResult<Vec<LineRow>> {
+    order_lines::table
+        .filter(order_lines::order_id.eq(order_id))
+        .order(order_lines::product_id)
+        .select(LineRow::as_select())
+        .load(c)
+}
+
 fn lines_of(c: &mut Conn, order_ids: &[String]) -> QueryResult<Vec<LineRow>> {
     order_lines::table
         .filter(order_lines::order_id.eq_any(order_ids))
@@ -419,7 +428,7 @@ impl OrderRepository for MysqlStore {
                     .optional()?;
                 match form {
                     Some(form) => {
-                        let lines = lines_of(c, std::slice::from_ref(&form.id))?;
+                        let lines = lines_of_form(c, &form.id)?;
                         Ok::<_, diesel::result::Error>(Some((form, lines)))
                     }
                     None => Ok(None),
