@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use crate::errors::{
     AddProductError, BalanceError, CatalogError, ChargeError, EditProductError, PayError,
@@ -33,21 +34,73 @@ pub const MAX_PAGE_SIZE: u64 = 100;
 /// How long a computed ranking is reused.
 pub const RANKING_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
 
-/// The last ranking and when it was computed.
-#[derive(Debug, Default)]
-struct RankingCache(std::sync::Mutex<Option<(DateTime<Utc>, Vec<RankedProduct>)>>);
+/// A ranking query in flight, shared by every reader that arrives while it runs.
+type RankingQuery = Shared<BoxFuture<'static, Result<Vec<RankedProduct>, Arc<anyhow::Error>>>>;
+
+/// The last ranking and when its query started, and the query running now, if any.
+#[derive(Default)]
+struct RankingCache(std::sync::Mutex<RankingState>);
+
+#[derive(Default)]
+struct RankingState {
+    fresh: Option<(DateTime<Utc>, Vec<RankedProduct>)>,
+    running: Option<(DateTime<Utc>, RankingQuery)>,
+}
+
+impl fmt::Debug for RankingCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RankingCache").finish_non_exhaustive()
+    }
+}
+
+/// Whether something computed from a query that started at `at` is still fresh at `now`.
+fn fresh(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now >= at && now - at < RANKING_FRESHNESS
+}
 
 impl RankingCache {
-    fn fresh_at(&self, now: DateTime<Utc>) -> Option<Vec<RankedProduct>> {
-        let cached = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        cached
-            .as_ref()
-            .filter(|(at, _)| now >= *at && now - *at < RANKING_FRESHNESS)
-            .map(|(_, ranked)| ranked.clone())
+    fn state(&self) -> std::sync::MutexGuard<'_, RankingState> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn keep(&self, at: DateTime<Utc>, ranked: Vec<RankedProduct>) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((at, ranked));
+    /// A fresh ranking, or the query to wait for: one that is already running (if it started
+    /// within the freshness period) or one that `start` makes now.
+    fn get_or_start(
+        self: &Arc<Self>,
+        now: DateTime<Utc>,
+        start: impl FnOnce() -> BoxFuture<'static, anyhow::Result<Vec<RankedProduct>>>,
+    ) -> Result<Vec<RankedProduct>, RankingQuery> {
+        let mut state = self.state();
+        if let Some((_, ranked)) = state.fresh.as_ref().filter(|(at, _)| fresh(*at, now)) {
+            return Ok(ranked.clone());
+        }
+        if let Some((_, query)) = state.running.as_ref().filter(|(at, _)| fresh(*at, now)) {
+            return Err(query.clone());
+        }
+        let cache = self.clone();
+        let query = start();
+        let query: RankingQuery = async move {
+            let ranked = query.await;
+            let mut state = cache.state();
+            // Only the query still registered clears itself (a newer one may have replaced it).
+            if state.running.as_ref().is_some_and(|(at, _)| *at == now) {
+                state.running = None;
+            }
+            match ranked {
+                Ok(ranked) => {
+                    // Stamped with when the query started: what it read is at least that fresh.
+                    if state.fresh.as_ref().is_none_or(|(at, _)| *at <= now) {
+                        state.fresh = Some((now, ranked.clone()));
+                    }
+                    Ok(ranked)
+                }
+                Err(error) => Err(Arc::new(error)),
+            }
+        }
+        .boxed()
+        .shared();
+        state.running = Some((now, query.clone()));
+        Err(query)
     }
 }
 
@@ -366,17 +419,23 @@ impl Mall {
     /// # Errors
     /// `Unexpected` when the store fails.
     ///
-    /// The answer is reused for up to [`RANKING_FRESHNESS`]: a payment shows up within that
-    /// time, and a burst of readers costs the store one query per period.
+    /// The answer is reused for up to [`RANKING_FRESHNESS`] after its query started: a payment
+    /// shows up within that time. Readers that arrive while a query runs wait for it instead of
+    /// starting their own (single flight), so a burst of readers costs the store one query per
+    /// period however slow the query is.
     pub async fn ranking(&self) -> Result<Vec<RankedProduct>, RankingError> {
         let now = self.clock.now();
-        if let Some(ranked) = self.ranking_cache.fresh_at(now) {
-            return Ok(ranked);
-        }
+        let ranking = self.stores.ranking.clone();
         let since = ranking_window_start(now, self.settings.ranking_days);
-        let ranked = self.stores.ranking.top_sellers(since, self.settings.ranking_size).await?;
-        self.ranking_cache.keep(now, ranked.clone());
-        Ok(ranked)
+        let size = self.settings.ranking_size;
+        let query = match self
+            .ranking_cache
+            .get_or_start(now, || async move { ranking.top_sellers(since, size).await }.boxed())
+        {
+            Ok(ranked) => return Ok(ranked),
+            Err(query) => query,
+        };
+        query.await.map_err(|e| RankingError::Unexpected(anyhow::anyhow!("{e:#}")))
     }
 
     /// Expires up to `limit` forms that are due now and returns how many.

@@ -586,3 +586,57 @@ async fn the_ranking_is_reused_for_one_second_then_read_again() {
     clock.advance(TimeDelta::milliseconds(1));
     assert_eq!(mall.ranking().await.map(sold).ok(), Some(2), "read again after a second");
 }
+
+/// A ranking store whose query takes 50 ms and counts how often it runs.
+#[derive(Default)]
+struct SlowRanking {
+    queries: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl SalesRanking for SlowRanking {
+    async fn top_sellers(
+        &self,
+        _since: DateTime<Utc>,
+        _limit: usize,
+    ) -> anyhow::Result<Vec<RankedProduct>> {
+        let n = self.queries.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Ok(vec![RankedProduct { product: product(1, 10, 0), sold: i64::try_from(n)? }])
+    }
+}
+
+#[tokio::test]
+async fn readers_arriving_during_a_slow_ranking_query_share_it() {
+    let clock = Arc::new(crate::support::ManualClock::new(t0()));
+    let slow = Arc::new(SlowRanking::default());
+    let ports = Ports::default();
+    let stores = Stores {
+        users: Arc::new(ports.users),
+        products: Arc::new(ports.products),
+        orders: Arc::new(ports.orders),
+        payments: Arc::new(ports.payments),
+        ranking: slow.clone(),
+        outbox: Arc::new(ports.outbox),
+        idempotency: Arc::new(ports.idempotency),
+        health: Arc::new(ports.health),
+    };
+    let mall = Mall::new(
+        stores,
+        clock.clone(),
+        Arc::new(crate::support::SequentialIds::new("id")),
+        Settings::default(),
+    );
+    let readers: Vec<_> = (0..50)
+        .map(|_| {
+            let mall = mall.clone();
+            tokio::spawn(async move { mall.ranking().await.map(|r| r[0].sold) })
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(reader.await.expect("task").ok(), Some(1), "every reader got the one answer");
+    }
+    assert_eq!(slow.queries.load(Ordering::SeqCst), 1, "50 concurrent readers, one query");
+    clock.advance(TimeDelta::seconds(1));
+    assert_eq!(mall.ranking().await.map(|r| r[0].sold).ok(), Some(2), "stale: read again");
+}
