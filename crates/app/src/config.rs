@@ -47,10 +47,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub db_connect_timeout_secs: u64,
 
-    /// Most database connections kept open (at least 2).
-    #[arg(long, env = "MALL_DB_POOL_SIZE", default_value_t = 10,
+    /// Most database connections kept open (at least 2). Default: twice the CPU cores, at
+    /// least 4 — more connections than that only queue on the cores (docs/benchmarks.md).
+    #[arg(long, env = "MALL_DB_POOL_SIZE",
           value_parser = clap::value_parser!(u32).range(2..=1_000))]
-    pub db_pool_size: u32,
+    pub db_pool_size: Option<u32>,
 
     /// How long a request waits for a free database connection before answering 503, in ms.
     #[arg(long, env = "MALL_DB_TIMEOUT_MS", default_value_t = 2_000,
@@ -140,6 +141,12 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Twice the CPU cores this process may use, at least 4.
+fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    u32::try_from(2 * cores).unwrap_or(u32::MAX).max(4)
+}
+
 impl Config {
     /// The defaults, as if run with no arguments and no environment (for tests).
     pub fn defaults() -> Self {
@@ -148,7 +155,7 @@ impl Config {
 
     pub fn pool_options(&self) -> store_mysql::PoolOptions {
         store_mysql::PoolOptions {
-            size: self.db_pool_size,
+            size: self.db_pool_size.unwrap_or_else(default_pool_size),
             checkout_timeout: Duration::from_millis(self.db_timeout_ms),
             statement_timeout: Duration::from_millis(self.db_statement_timeout_ms),
         }

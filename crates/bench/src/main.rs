@@ -119,7 +119,6 @@ impl Server {
             .env_clear()
             .env("MALL_BIND", format!("127.0.0.1:{port}"))
             .env("MALL_ADMIN_TOKEN", TOKEN)
-            .env("MALL_DB_POOL_SIZE", "16")
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
