@@ -12,8 +12,8 @@ use crate::errors::{
 };
 use crate::idempotency::{IdempotencyRecord, Remember};
 use crate::model::{
-    CatalogPage, NewProduct, Order, OutboxBacklog, OutboxEntry, PaymentCompleted, PaymentPlan,
-    PaymentReceipt, Product, ProductEdit, RankedProduct, User,
+    CatalogPage, NewProduct, Order, OrderRequest, OutboxBacklog, OutboxEntry, PaymentCompleted,
+    PaymentPlan, PaymentReceipt, Product, ProductEdit, RankedProduct, User,
 };
 use crate::values::{EventId, Points, ProductId, UserId};
 
@@ -114,21 +114,22 @@ pub trait ProductRepository: Send + Sync + 'static {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait OrderRepository: Send + Sync + 'static {
-    /// Stores `order` (status pending) and reserves its lines, all or nothing. The user's
-    /// previous pending form, if any, is replaced and its reservation released in the same
-    /// step, and the stock check counts the units it gives back. The balance must cover
-    /// `order.total` at this moment (it is not held; payment debits it). With `remember`, the
+    /// Prices `request` at the products' prices of this moment ([`OrderRequest::priced`]),
+    /// stores the form (status pending) and reserves its lines, all or nothing, and returns the
+    /// form. The user's previous pending form, if any, is replaced and its reservation released
+    /// in the same step, and the stock check counts the units it gives back. The balance must
+    /// cover the total at this moment (it is not held; payment debits it). With `remember`, the
     /// outcome is stored under its key in the same step.
     ///
     /// # Errors
-    /// [`PlaceOrderError::UnknownUser`], [`PlaceOrderError::UnknownProduct`],
-    /// [`PlaceOrderError::LackOfStock`] (checked before points),
-    /// [`PlaceOrderError::LackOfPoints`], [`PlaceOrderError::Idempotency`] (`AlreadyUsed`),
-    /// `Unexpected`. On error the previous form, every stock and every balance are as they
-    /// were, and no key is stored.
+    /// In SPEC order: [`PlaceOrderError::UnknownUser`], [`PlaceOrderError::UnknownProduct`]
+    /// (the lowest unknown id), [`PlaceOrderError::Amount`] (total overflow),
+    /// [`PlaceOrderError::LackOfStock`] (the lowest short id), [`PlaceOrderError::LackOfPoints`];
+    /// also [`PlaceOrderError::Idempotency`] (`AlreadyUsed`) and `Unexpected`. On error the
+    /// previous form, every stock and every balance are as they were, and no key is stored.
     async fn place(
         &self,
-        order: Order,
+        request: OrderRequest,
         remember: Option<Remember>,
     ) -> Result<Order, PlaceOrderError>;
 

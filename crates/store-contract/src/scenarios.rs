@@ -11,8 +11,8 @@ use domain::values::{AmountError, Count, Price, ProductId, ProductName};
 use tokio::task::JoinSet;
 
 use crate::support::{
-    available, balance, form, one_payment, pending_id, plan, points, product_with, queued_events,
-    secs, sold, t0, uid, user_with, Store,
+    available, balance, form, one_payment, pending_id, place, plan, points, product_with,
+    queued_events, secs, sold, t0, uid, user_with, Store,
 };
 
 const TTL: TimeDelta = TimeDelta::seconds(600);
@@ -85,7 +85,7 @@ pub async fn catalog_assigns_ids_pages_and_edits<S: Store>(store: Arc<S>) {
 pub async fn restock_that_would_overflow_changes_nothing<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 1_000).await;
     let product = product_with(&store, 1, i64::MAX).await;
-    store.place(form(&alice, "o1", &[(product, 10, 1)], t0(), TTL), None).await.expect("order");
+    place(&store, form(&alice, "o1", &[(product, 10, 1)], t0(), TTL), None).await.expect("order");
     // 10 units are reserved: available alone has room, but available + reserved is at the
     // maximum, and the reserved units come back on expiry, so even 1 more would overflow.
     let edit = ProductEdit {
@@ -106,13 +106,13 @@ pub async fn order_reserves_every_line_or_none<S: Store>(store: Arc<S>) {
     let cake = product_with(&store, 200, 1).await;
 
     let too_much = form(&alice, "o1", &[(tea, 2, 100), (cake, 2, 200)], t0(), TTL);
-    let result = store.place(too_much, None).await;
+    let result = place(&store, too_much, None).await;
     assert!(matches!(result, Err(PlaceOrderError::LackOfStock(id)) if id == cake), "{result:?}");
     assert_eq!((available(&store, tea).await, available(&store, cake).await), (5, 1));
     assert_eq!(pending_id(&store, &alice, t0()).await, None);
 
     let order = form(&alice, "o2", &[(tea, 2, 100), (cake, 1, 200)], t0(), TTL);
-    let placed = store.place(order.clone(), None).await.expect("order");
+    let placed = place(&store, order.clone(), None).await.expect("order");
     assert_eq!(placed, order);
     assert_eq!((available(&store, tea).await, available(&store, cake).await), (3, 0));
     assert_eq!(pending_id(&store, &alice, t0()).await.as_deref(), Some("o2"));
@@ -125,22 +125,24 @@ pub async fn order_checks_stock_before_points<S: Store>(store: Arc<S>) {
     let poor = user_with(&store, "poor", 10).await;
     let tea = product_with(&store, 100, 1).await;
     let both_short = form(&poor, "o1", &[(tea, 2, 100)], t0(), TTL);
-    let result = store.place(both_short, None).await;
+    let result = place(&store, both_short, None).await;
     assert!(matches!(result, Err(PlaceOrderError::LackOfStock(_))), "{result:?}");
 }
 
 pub async fn order_without_enough_points_changes_nothing<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 299).await;
     let tea = product_with(&store, 100, 5).await;
-    store.place(form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL), None).await.expect("first order");
+    place(&store, form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL), None)
+        .await
+        .expect("first order");
 
-    let result = store.place(form(&alice, "o2", &[(tea, 3, 100)], t0(), TTL), None).await;
+    let result = place(&store, form(&alice, "o2", &[(tea, 3, 100)], t0(), TTL), None).await;
     assert!(matches!(result, Err(PlaceOrderError::LackOfPoints)), "{result:?}");
     assert_eq!(available(&store, tea).await, 4, "the old reservation still holds");
     assert_eq!(pending_id(&store, &alice, t0()).await.as_deref(), Some("o1"));
     assert_eq!(balance(&store, &alice).await, 299);
 
-    let exact = store.place(form(&alice, "o3", &[(tea, 2, 100)], t0(), TTL), None).await;
+    let exact = place(&store, form(&alice, "o3", &[(tea, 2, 100)], t0(), TTL), None).await;
     assert!(exact.is_ok(), "a balance equal to the total is enough: {exact:?}");
 }
 
@@ -149,12 +151,12 @@ pub async fn order_by_unknown_user_or_for_unknown_product_changes_nothing<S: Sto
     let tea = product_with(&store, 100, 5).await;
     let ghost = ProductId::new(tea.get() + 1_000).expect("id");
 
-    let result = store.place(form(&uid("ghost"), "o1", &[(tea, 1, 100)], t0(), TTL), None).await;
+    let result = place(&store, form(&uid("ghost"), "o1", &[(tea, 1, 100)], t0(), TTL), None).await;
     assert!(matches!(result, Err(PlaceOrderError::UnknownUser(_))), "{result:?}");
     assert_eq!(store.balance(uid("ghost")).await.expect("read"), None);
 
     let result =
-        store.place(form(&alice, "o2", &[(tea, 1, 100), (ghost, 1, 100)], t0(), TTL), None).await;
+        place(&store, form(&alice, "o2", &[(tea, 1, 100), (ghost, 1, 100)], t0(), TTL), None).await;
     assert!(
         matches!(result, Err(PlaceOrderError::UnknownProduct(id)) if id == ghost),
         "{result:?}"
@@ -167,12 +169,14 @@ pub async fn new_order_replaces_the_pending_form_counting_its_release<S: Store>(
     let alice = user_with(&store, "alice", 10_000).await;
     let tea = product_with(&store, 100, 5).await;
     let cake = product_with(&store, 50, 5).await;
-    store.place(form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL), None).await.expect("first order");
+    place(&store, form(&alice, "o1", &[(tea, 5, 100)], t0(), TTL), None)
+        .await
+        .expect("first order");
     assert_eq!(available(&store, tea).await, 0);
 
     // All five units are held by the old form; the new order may take them back.
     let second = form(&alice, "o2", &[(tea, 4, 100), (cake, 1, 50)], t0() + secs(1), TTL);
-    store.place(second, None).await.expect("replacement");
+    place(&store, second, None).await.expect("replacement");
     assert_eq!((available(&store, tea).await, available(&store, cake).await), (1, 4));
     assert_eq!(pending_id(&store, &alice, t0() + secs(1)).await.as_deref(), Some("o2"));
 
@@ -189,9 +193,11 @@ pub async fn new_order_replaces_the_pending_form_counting_its_release<S: Store>(
 pub async fn failed_replacement_keeps_the_old_form<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 10_000).await;
     let tea = product_with(&store, 100, 5).await;
-    store.place(form(&alice, "o1", &[(tea, 3, 100)], t0(), TTL), None).await.expect("first order");
+    place(&store, form(&alice, "o1", &[(tea, 3, 100)], t0(), TTL), None)
+        .await
+        .expect("first order");
 
-    let result = store.place(form(&alice, "o2", &[(tea, 6, 100)], t0(), TTL), None).await;
+    let result = place(&store, form(&alice, "o2", &[(tea, 6, 100)], t0(), TTL), None).await;
     assert!(matches!(result, Err(PlaceOrderError::LackOfStock(_))), "{result:?}");
     assert_eq!(available(&store, tea).await, 2);
     assert_eq!(pending_id(&store, &alice, t0()).await.as_deref(), Some("o1"));
@@ -201,7 +207,7 @@ pub async fn pay_debits_settles_records_sales_and_queues_one_event<S: Store>(sto
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 3, 100)], t0(), TTL);
-    store.place(order.clone(), None).await.expect("order");
+    place(&store, order.clone(), None).await.expect("order");
 
     let the_plan = plan(&order, t0() + secs(10));
     let receipt = store.commit_payment(the_plan.clone(), None).await.expect("payment");
@@ -224,7 +230,7 @@ pub async fn pay_succeeds_once<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
-    store.place(order.clone(), None).await.expect("order");
+    place(&store, order.clone(), None).await.expect("order");
     store.commit_payment(plan(&order, t0() + secs(1)), None).await.expect("first payment");
 
     let again = store.commit_payment(plan(&order, t0() + secs(2)), None).await;
@@ -238,7 +244,7 @@ pub async fn pay_without_enough_points_changes_nothing<S: Store>(store: Arc<S>) 
     let alice = user_with(&store, "alice", 100).await;
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
-    store.place(order.clone(), None).await.expect("order");
+    place(&store, order.clone(), None).await.expect("order");
 
     let mut too_dear = plan(&order, t0() + secs(1));
     too_dear.payment.amount = points(101);
@@ -258,8 +264,10 @@ pub async fn pay_of_a_replaced_form_fails<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
     let first = form(&alice, "o1", &[(tea, 1, 100)], t0(), TTL);
-    store.place(first.clone(), None).await.expect("first order");
-    store.place(form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL), None).await.expect("second order");
+    place(&store, first.clone(), None).await.expect("first order");
+    place(&store, form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL), None)
+        .await
+        .expect("second order");
 
     let result = store.commit_payment(plan(&first, t0() + secs(1)), None).await;
     assert!(matches!(result, Err(PayError::NoPendingOrder)), "{result:?}");
@@ -271,8 +279,8 @@ pub async fn expiry_is_due_at_the_instant_and_releases_once<S: Store>(store: Arc
     let alice = user_with(&store, "alice", 1_000).await;
     let bob = user_with(&store, "bob", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
-    store.place(form(&alice, "a1", &[(tea, 2, 100)], t0(), secs(60)), None).await.expect("order");
-    store.place(form(&bob, "b1", &[(tea, 1, 100)], t0(), secs(61)), None).await.expect("order");
+    place(&store, form(&alice, "a1", &[(tea, 2, 100)], t0(), secs(60)), None).await.expect("order");
+    place(&store, form(&bob, "b1", &[(tea, 1, 100)], t0(), secs(61)), None).await.expect("order");
     assert_eq!(available(&store, tea).await, 2);
 
     assert_eq!(store.expire_due(t0() + secs(59), 100).await.expect("sweep"), 0);
@@ -293,7 +301,7 @@ pub async fn expired_form_cannot_be_paid_and_paid_form_cannot_expire<S: Store>(s
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 1, 100)], t0(), secs(60));
-    store.place(order.clone(), None).await.expect("order");
+    place(&store, order.clone(), None).await.expect("order");
 
     // Due but not yet swept: paying at the expiry instant must still fail.
     let late = store.commit_payment(plan(&order, t0() + secs(60)), None).await;
@@ -329,11 +337,11 @@ pub async fn ranking_sums_paid_units_in_the_window_ties_by_id<S: Store>(store: A
         buy(vec![(d, 50, 1)], now - TimeDelta::days(4)),
     ];
     for (order, at) in &purchases {
-        store.place(order.clone(), None).await.expect("order");
+        place(&store, order.clone(), None).await.expect("order");
         store.commit_payment(plan(order, *at + secs(1)), None).await.expect("payment");
     }
     // Reserved but unpaid units do not count.
-    store.place(form(&buyer, "unpaid", &[(d, 20, 1)], now, TTL), None).await.expect("order");
+    place(&store, form(&buyer, "unpaid", &[(d, 20, 1)], now, TTL), None).await.expect("order");
 
     let since = now - TimeDelta::days(3);
     let ranked = store.top_sellers(since, 10).await.expect("ranking");
@@ -462,7 +470,7 @@ pub async fn concurrent_orders_never_oversell<S: Store>(store: Arc<S>) {
     for (i, user) in users.into_iter().enumerate() {
         let store = store.clone();
         tasks.spawn(async move {
-            store.place(form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), TTL), None).await
+            place(&store, form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), TTL), None).await
         });
     }
     let (mut accepted, mut short) = (0, 0);
@@ -485,7 +493,7 @@ pub async fn two_sweepers_release_each_form_once<S: Store>(store: Arc<S>) {
     for i in 0..60 {
         let user = user_with(&store, &format!("buyer{i}"), 100).await;
         let order = form(&user, &format!("o{i}"), &[(tea, 1, 10)], t0(), secs(i % 7 + 1));
-        store.place(order, None).await.expect("order");
+        place(&store, order, None).await.expect("order");
         users.push(user);
     }
     assert_eq!(available(&store, tea).await, 40);
@@ -530,7 +538,7 @@ pub async fn concurrent_pays_of_one_form_succeed_once<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 5).await;
     let order = form(&alice, "o1", &[(tea, 2, 100)], t0(), TTL);
-    store.place(order.clone(), None).await.expect("order");
+    place(&store, order.clone(), None).await.expect("order");
     let mut tasks = JoinSet::new();
     for i in 0..20 {
         let (store, mut the_plan) = (store.clone(), plan(&order, t0() + secs(1)));
@@ -560,7 +568,7 @@ pub async fn concurrent_orders_by_one_user_leave_one_form<S: Store>(store: Arc<S
     for i in 1..=40 {
         let (store, alice) = (store.clone(), alice.clone());
         tasks.spawn(async move {
-            store.place(form(&alice, &format!("o{i}"), &[(tea, i, 10)], t0(), TTL), None).await
+            place(&store, form(&alice, &format!("o{i}"), &[(tea, i, 10)], t0(), TTL), None).await
         });
     }
     while let Some(result) = tasks.join_next().await {
@@ -601,12 +609,15 @@ pub async fn a_key_is_stored_with_its_effect_and_taken_once<S: Store>(store: Arc
     assert_eq!(balance(&store, &alice).await, 1_000, "a taken key changes nothing");
 
     let order = form(&alice, "o1", &[(tea, 2, 100)], t0(), TTL);
-    store.place(order.clone(), remember(&alice, "o1", t0())).await.expect("order");
+    place(&store, order.clone(), remember(&alice, "o1", t0())).await.expect("order");
     let record = recall("o1", t0()).await.expect("recall").expect("stored");
     assert_eq!(record.outcome, Outcome::Ordered(order.clone()));
-    let twice = store
-        .place(form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL), remember(&alice, "o1", t0()))
-        .await;
+    let twice = place(
+        &store,
+        form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL),
+        remember(&alice, "o1", t0()),
+    )
+    .await;
     assert!(
         matches!(twice, Err(PlaceOrderError::Idempotency(IdempotencyError::AlreadyUsed))),
         "{twice:?}"
@@ -632,11 +643,11 @@ pub async fn a_rejected_call_stores_no_key<S: Store>(store: Arc<S>) {
     let alice = user_with(&store, "alice", 1_000).await;
     let tea = product_with(&store, 100, 1).await;
     let too_many = form(&alice, "o1", &[(tea, 2, 100)], t0(), TTL);
-    let result = store.place(too_many, remember(&alice, "k", t0())).await;
+    let result = place(&store, too_many, remember(&alice, "k", t0())).await;
     assert!(matches!(result, Err(PlaceOrderError::LackOfStock(_))), "{result:?}");
     assert_eq!(store.recall(alice.clone(), "k".into(), t0()).await.expect("recall"), None);
     let fits = form(&alice, "o2", &[(tea, 1, 100)], t0(), TTL);
-    store.place(fits, remember(&alice, "k", t0())).await.expect("the key is still free");
+    place(&store, fits, remember(&alice, "k", t0())).await.expect("the key is still free");
 }
 
 pub async fn expired_keys_are_free_again_and_purged<S: Store>(store: Arc<S>) {

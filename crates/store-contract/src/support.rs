@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use domain::errors::PlaceOrderError;
+use domain::idempotency::Remember;
 use domain::model::{
-    NewProduct, Order, OrderLine, OrderStatus, Payment, PaymentCompleted, PaymentPlan,
+    NewProduct, Order, OrderLine, OrderRequest, OrderStatus, Payment, PaymentCompleted, PaymentPlan,
 };
 pub use domain::ports::Store;
 use domain::values::{
@@ -75,6 +77,20 @@ pub fn form(
     }
 }
 
+/// Places the request `order` answers, and on success checks that the store priced it as the
+/// scenario expects (lines by product id ascending, at the products' prices, and the total).
+pub async fn place<S: Store>(
+    store: &Arc<S>,
+    order: Order,
+    remember: Option<Remember>,
+) -> Result<Order, PlaceOrderError> {
+    let placed = store.place(OrderRequest::from(&order), remember).await?;
+    let mut expected = order;
+    expected.lines.sort_by_key(|line| line.product_id);
+    assert_eq!(placed, expected, "the store priced the order as the scenario expects");
+    Ok(placed)
+}
+
 /// The plan the pay use case would build for `order` at `paid_at`.
 pub fn plan(order: &Order, paid_at: DateTime<Utc>) -> PaymentPlan {
     let payment = Payment {
@@ -125,7 +141,7 @@ pub async fn one_payment<S: Store>(
     let at = t0() + offset;
     let order =
         form(&user, &format!("order-{name}"), &[(product, 1, 10)], at, TimeDelta::seconds(600));
-    store.place(order.clone(), None).await.expect("order");
+    place(store, order.clone(), None).await.expect("order");
     let the_plan = plan(&order, at);
     store.commit_payment(the_plan.clone(), None).await.expect("payment");
     the_plan

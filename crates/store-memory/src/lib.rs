@@ -17,8 +17,9 @@ use domain::errors::{
 };
 use domain::idempotency::{IdempotencyError, IdempotencyRecord, Outcome, Remember};
 use domain::model::{
-    sales_hour, CatalogPage, NewProduct, Order, OrderLine, OutboxBacklog, OutboxEntry,
-    PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit, RankedProduct, User,
+    sales_hour, CatalogPage, NewProduct, Order, OrderLine, OrderRequest, OutboxBacklog,
+    OutboxEntry, PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit,
+    RankedProduct, User,
 };
 use domain::ports::{
     HealthProbe, IdempotencyStore, OrderRepository, Outbox, PaymentRepository, ProductRepository,
@@ -247,19 +248,15 @@ impl ProductRepository for MemoryStore {
 impl OrderRepository for MemoryStore {
     async fn place(
         &self,
-        order: Order,
+        request: OrderRequest,
         remember: Option<Remember>,
     ) -> Result<Order, PlaceOrderError> {
         let mut state = self.lock();
         state.check_key(remember.as_ref())?;
-        let Some(&balance) = state.users.get(&order.user_id) else {
-            return Err(PlaceOrderError::UnknownUser(order.user_id));
+        let Some(&balance) = state.users.get(&request.user_id) else {
+            return Err(PlaceOrderError::UnknownUser(request.user_id));
         };
-        for line in &order.lines {
-            if !state.products.contains_key(&line.product_id) {
-                return Err(PlaceOrderError::UnknownProduct(line.product_id));
-            }
-        }
+        let order = request.priced(|id| state.products.get(&id).map(|row| row.price))?;
         for line in &order.lines {
             let available = state.products[&line.product_id].available.get();
             let given_back = state.held_by(&order.user_id, line.product_id);

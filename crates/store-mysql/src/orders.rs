@@ -13,8 +13,9 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use domain::errors::PlaceOrderError;
 use domain::idempotency::Remember;
-use domain::model::Order;
+use domain::model::{Order, OrderRequest};
 use domain::ports::OrderRepository;
+use domain::values::Price;
 use domain::values::UserId;
 
 use crate::batch::Coalesced;
@@ -66,13 +67,13 @@ fn units_per_product<'a>(lines: impl IntoIterator<Item = &'a LineRow>) -> BTreeM
 /// An order waiting for the next batch, with its caller's idempotency key.
 #[derive(Debug)]
 pub(crate) struct OrderJob {
-    order: Order,
+    request: OrderRequest,
     remember: Option<Remember>,
 }
 
 /// Orders are placed in shared transactions (see [`place_batch`]).
 pub(crate) fn coalesced() -> Coalesced<OrderJob, Order, PlaceOrderError> {
-    Coalesced::new("orders", BATCH_LINES, |job| job.order.lines.len(), place_batch)
+    Coalesced::new("orders", BATCH_LINES, |job| job.request.items.len(), place_batch)
 }
 
 /// Orders per batch are bounded by their lines, so the batch's inserts stay well inside
@@ -158,6 +159,8 @@ struct Plan {
     balances: HashMap<String, i64>,
     /// (available, reserved) per product, as the batch leaves them.
     stock: BTreeMap<i64, (i64, i64)>,
+    /// Each product's price, as locked.
+    prices: HashMap<i64, Price>,
     held: HashMap<String, Held>,
     /// Stored forms replaced by an order of this batch, with when.
     replaced_stored: Vec<(String, NaiveDateTime)>,
@@ -167,18 +170,14 @@ struct Plan {
 
 impl Plan {
     /// Decides the `i`-th order against the state the earlier orders left, and applies it when
-    /// accepted. The checks and their order are SPEC §1.5's: user, products, stock (the lowest
-    /// short product id is named), then points.
-    fn decide(&mut self, i: usize, order: &Order) -> Result<(), PlaceOrderError> {
-        let user = order.user_id.as_str();
+    /// accepted. The checks and their order are SPEC §1.5's: user, products (priced at the
+    /// locked rows' prices), stock (the lowest short product id is named), then points.
+    fn decide(&mut self, i: usize, request: &OrderRequest) -> Result<Order, PlaceOrderError> {
+        let user = request.user_id.as_str();
         let Some(&balance) = self.balances.get(user) else {
-            return Err(PlaceOrderError::UnknownUser(order.user_id.clone()));
+            return Err(PlaceOrderError::UnknownUser(request.user_id.clone()));
         };
-        if let Some(line) =
-            order.lines.iter().find(|l| !self.stock.contains_key(&l.product_id.get()))
-        {
-            return Err(PlaceOrderError::UnknownProduct(line.product_id));
-        }
+        let order = request.priced(|id| self.prices.get(&id.get()).copied())?;
         // The net change per product: the new form's units minus what the old form gives back.
         let mut units = BTreeMap::new();
         for line in &order.lines {
@@ -218,7 +217,7 @@ impl Plan {
             }
             None => {}
         }
-        Ok(())
+        Ok(order)
     }
 }
 
@@ -230,10 +229,10 @@ fn place_batch(
     c: &mut Conn,
     jobs: &[OrderJob],
 ) -> Result<Vec<Result<Order, PlaceOrderError>>, TxError<anyhow::Error>> {
-    let mut outcomes: Vec<Option<Result<(), PlaceOrderError>>> =
+    let mut outcomes: Vec<Option<Result<Order, PlaceOrderError>>> =
         idempotency::claim_each(c, jobs.iter().map(|j| j.remember.as_ref()), idempotency::ORDERED)?;
     let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
-    let accounts = lock_accounts(c, jobs.iter().map(|j| j.order.user_id.as_str()))?;
+    let accounts = lock_accounts(c, jobs.iter().map(|j| j.request.user_id.as_str()))?;
     let mut plan = Plan { balances: accounts.balances, ..Plan::default() };
     let mut old_products = Vec::new();
     for (user, form) in accounts.forms {
@@ -242,32 +241,34 @@ fn place_batch(
     }
     let product_ids: BTreeSet<i64> = jobs
         .iter()
-        .flat_map(|j| j.order.lines.iter().map(|l| l.product_id.get()))
+        .flat_map(|j| j.request.items.product_ids().into_iter().map(|id| id.get()))
         .chain(old_products)
         .collect();
-    plan.stock = products::table
+    let rows: Vec<(i64, i64, i64, i64)> = products::table
         .filter(products::id.eq_any(&product_ids))
         .order(products::id)
-        .select((products::id, products::available, products::reserved))
+        .select((products::id, products::price, products::available, products::reserved))
         .for_update()
-        .load::<(i64, i64, i64)>(c)?
-        .into_iter()
-        .map(|(id, available, reserved)| (id, (available, reserved)))
-        .collect();
+        .load(c)?;
+    for (id, price, available, reserved) in rows {
+        plan.stock.insert(id, (available, reserved));
+        let price =
+            Price::new(price).map_err(|e| TxError::Rejected(anyhow!("product {id}: {e}")))?;
+        plan.prices.insert(id, price);
+    }
     let before = plan.stock.clone();
 
     for (i, job) in jobs.iter().enumerate() {
         if outcomes[i].is_none() {
-            outcomes[i] = Some(plan.decide(i, &job.order));
+            outcomes[i] = Some(plan.decide(i, &job.request));
         }
     }
-    let outcomes: Vec<Result<(), PlaceOrderError>> = outcomes.into_iter().flatten().collect();
+    let outcomes: Vec<Result<Order, PlaceOrderError>> = outcomes.into_iter().flatten().collect();
 
-    let placed: Vec<(usize, &Order)> = jobs
+    let placed: Vec<(usize, &Order)> = outcomes
         .iter()
         .enumerate()
-        .filter(|(i, _)| outcomes[*i].is_ok())
-        .map(|(i, job)| (i, &job.order))
+        .filter_map(|(i, outcome)| outcome.as_ref().ok().map(|order| (i, order)))
         .collect();
     let writes = batch_writes(&plan, &before, &placed);
     // (An empty text must not reach the client library: it crashes on one.)
@@ -280,13 +281,9 @@ fn place_batch(
         jobs.iter().map(|j| j.remember.as_ref()),
         &claimed,
         &outcomes,
-        |i, ()| (None, Some(jobs[i].order.id.as_str()), None),
+        |i, _| (None, Some(jobs[i].request.id.as_str()), None),
     )?;
-    Ok(jobs
-        .iter()
-        .zip(outcomes)
-        .map(|(job, outcome)| outcome.map(|()| job.order.clone()))
-        .collect())
+    Ok(outcomes)
 }
 
 /// Every write of a batch, as one multi-statement text sent in one round trip: each changed
@@ -411,10 +408,10 @@ fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usi
 impl OrderRepository for MysqlStore {
     async fn place(
         &self,
-        order: Order,
+        request: OrderRequest,
         remember: Option<Remember>,
     ) -> Result<Order, PlaceOrderError> {
-        self.orders.call(self, OrderJob { order, remember }).await
+        self.orders.call(self, OrderJob { request, remember }).await
     }
 
     async fn pending(&self, user: UserId, now: DateTime<Utc>) -> anyhow::Result<Option<Order>> {

@@ -15,7 +15,8 @@ use domain::errors::{PayError, PlaceOrderError};
 use domain::idempotency::{IdempotencyKey, Outcome, Remember};
 use domain::ports::{IdempotencyStore, OrderRepository, PaymentRepository, UserRepository};
 use store_contract::support::{
-    available, form, pending_id, plan, product_with, queued_events, secs, sold, t0, user_with,
+    available, form, pending_id, place, plan, product_with, queued_events, secs, sold, t0,
+    user_with,
 };
 use store_mysql::testing::fresh_database_url;
 use store_mysql::{MysqlStore, PoolOptions};
@@ -77,7 +78,7 @@ async fn a_flash_sale_placed_in_shared_transactions_sells_out_exactly() {
         let user = user_with(&store, &format!("b{i}"), 10).await;
         if i % 4 == 2 {
             let earlier = form(&user, &format!("early{i}"), &[(side, 3, 1)], t0(), TTL);
-            store.place(earlier, None).await.expect("an earlier form");
+            place(&store, earlier, None).await.expect("an earlier form");
         }
         buyers.push(user);
     }
@@ -93,7 +94,7 @@ async fn a_flash_sale_placed_in_shared_transactions_sells_out_exactly() {
                 if i % 4 == 0 { &[(hot, 1, 1), (side, 1, 1)] } else { &[(hot, 1, 1)] };
             let order = form(&user, &format!("o{i}"), lines, t0(), TTL);
             let key = if i % 4 == 1 { remember(&user, i) } else { None };
-            (i, store.place(order, key).await)
+            (i, place(&store, order, key).await)
         });
     }
     let mut accepted = Vec::new();

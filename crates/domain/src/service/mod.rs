@@ -2,7 +2,6 @@
 //! builds a plan with pure arithmetic, and hands the plan to one port method that applies it
 //! atomically.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -18,9 +17,9 @@ use crate::idempotency::{
     IdempotencyError, IdempotencyKey, IdempotencyRecord, InFlight, Outcome, Remember, REPLAY_FOR,
 };
 use crate::model::{
-    ranking_window_start, CatalogPage, NewProduct, Order, OrderItems, OrderLine, OrderStatus,
-    OutboxBacklog, Payment, PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit,
-    RankedProduct, User,
+    ranking_window_start, CatalogPage, NewProduct, Order, OrderItems, OrderRequest, OutboxBacklog,
+    Payment, PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit, RankedProduct,
+    User,
 };
 use crate::ports::{
     Clock, HealthProbe, IdGenerator, IdempotencyStore, OrderRepository, Outbox, PaymentRepository,
@@ -269,7 +268,7 @@ impl Mall {
         self.stores.products.edit(id, edit).await
     }
 
-    /// Places an order: prices the items at today's prices, then reserves the stock and
+    /// Places an order: the store prices the items at today's prices, reserves the stock and
     /// replaces the user's previous pending form in one step.
     ///
     /// # Errors
@@ -295,53 +294,17 @@ impl Mall {
         items: OrderItems,
         remember: Option<Remember>,
     ) -> Result<Order, PlaceOrderError> {
-        // The user is not read up front: the store refuses an unknown user in the same step
-        // that reserves, so the common case costs one read. Only a refusal found here looks
-        // the user up, because an unknown user outranks every other refusal (SPEC §1.5).
-        let priced = self.price(&items).await;
-        let (lines, total) = match priced {
-            Ok(priced) => priced,
-            Err(failure @ PlaceOrderError::Unexpected(_)) => return Err(failure),
-            Err(refusal) => {
-                if self.stores.users.balance(user.clone()).await?.is_none() {
-                    return Err(PlaceOrderError::UnknownUser(user));
-                }
-                return Err(refusal);
-            }
-        };
+        // No read first: the store checks the user, prices the items and reserves the stock in
+        // one step, so an order costs the store one call.
         let now = self.clock.now();
-        let order = Order {
+        let request = OrderRequest {
             id: OrderId::new(self.ids.new_id()),
             user_id: user,
-            lines,
-            total,
+            items,
             created_at: now,
             expires_at: now + self.settings.order_ttl,
-            status: OrderStatus::Pending,
         };
-        self.stores.orders.place(order, remember).await
-    }
-
-    /// The order's lines at today's prices, and their total.
-    async fn price(&self, items: &OrderItems) -> Result<(Vec<OrderLine>, Points), PlaceOrderError> {
-        let known: HashMap<ProductId, Product> = self
-            .stores
-            .products
-            .products(items.product_ids())
-            .await?
-            .into_iter()
-            .map(|product| (product.id, product))
-            .collect();
-        let lines = items
-            .iter()
-            .map(|(product_id, count)| {
-                let product =
-                    known.get(&product_id).ok_or(PlaceOrderError::UnknownProduct(product_id))?;
-                Ok(OrderLine { product_id, count, price: product.price })
-            })
-            .collect::<Result<Vec<_>, PlaceOrderError>>()?;
-        let total = order_total(&lines)?;
-        Ok((lines, total))
+        self.stores.orders.place(request, remember).await
     }
 
     /// The user's order form that is waiting for payment.
@@ -521,12 +484,6 @@ fn replayed<T, E: From<IdempotencyError>>(
         return Err(IdempotencyError::Mismatch.into());
     }
     replay(record.outcome).ok_or_else(|| IdempotencyError::Mismatch.into())
-}
-
-fn order_total(lines: &[OrderLine]) -> Result<Points, PlaceOrderError> {
-    lines
-        .iter()
-        .try_fold(Points::ZERO, |total, line| Ok(total.checked_add(line.price.times(line.count)?)?))
 }
 
 #[cfg(test)]

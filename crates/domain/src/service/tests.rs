@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use mockall::predicate::eq;
 
 use super::*;
-use crate::model::sales_hour;
+use crate::model::{sales_hour, OrderLine, OrderStatus};
 use crate::ports::{
     MockClock, MockHealthProbe, MockIdGenerator, MockIdempotencyStore, MockOrderRepository,
     MockOutbox, MockPaymentRepository, MockProductRepository, MockSalesRanking, MockUserRepository,
@@ -168,7 +168,10 @@ async fn balance_of_an_unknown_user_is_an_error_not_zero() {
 async fn store_failures_surface_as_unexpected() {
     let mut ports = Ports::default();
     ports.users.expect_balance().returning(|_| Err(anyhow!("connection refused")));
-    ports.products.expect_products().returning(|_| Err(anyhow!("connection refused")));
+    ports
+        .orders
+        .expect_place()
+        .returning(|_, _| Err(PlaceOrderError::Unexpected(anyhow!("connection refused"))));
     let mall = ports.mall();
     assert!(matches!(mall.balance(user("alice")).await, Err(BalanceError::Unexpected(_))));
     assert!(matches!(
@@ -223,82 +226,34 @@ async fn edit_product_passes_unknown_product_and_overflow_through() {
 }
 
 #[tokio::test]
-async fn place_order_names_an_unknown_user_before_an_unknown_product() {
-    let mut ports = Ports::default().unknown_user();
-    ports.products.expect_products().returning(|_| Ok(vec![]));
-    let result = ports.mall().place_order(user("ghost"), items(&[(1, 1)]), None).await;
-    assert!(matches!(result, Err(PlaceOrderError::UnknownUser(_))), "{result:?}");
-}
-
-#[tokio::test]
-async fn place_order_leaves_a_known_basket_of_an_unknown_user_to_the_store() {
+async fn place_order_asks_the_store_once_with_the_normalised_items_and_the_expiry() {
     let mut ports = Ports::default();
-    ports.users.expect_balance().never();
-    ports.products.expect_products().returning(|_| Ok(vec![product(1, 10, 5)]));
-    ports
-        .orders
-        .expect_place()
-        .times(1)
-        .returning(|order, _| Err(PlaceOrderError::UnknownUser(order.user_id)));
-    let result = ports.mall().place_order(user("ghost"), items(&[(1, 1)]), None).await;
-    assert!(matches!(result, Err(PlaceOrderError::UnknownUser(_))), "{result:?}");
-}
-
-#[tokio::test]
-async fn place_order_rejects_an_unknown_product_without_reserving() {
-    let mut ports = Ports::default().known_user(1_000);
-    ports
-        .products
-        .expect_products()
-        .with(eq(vec![pid(1), pid(9)]))
-        .returning(|_| Ok(vec![product(1, 10, 5)]));
-    let result = ports.mall().place_order(user("alice"), items(&[(9, 1), (1, 1)]), None).await;
-    assert!(matches!(result, Err(PlaceOrderError::UnknownProduct(id)) if id == pid(9)));
-}
-
-#[tokio::test]
-async fn place_order_rejects_a_total_that_overflows_without_reserving() {
-    let mut ports = Ports::default().known_user(1_000);
-    ports
-        .products
-        .expect_products()
-        .returning(|_| Ok(vec![product(1, i64::MAX / 2, 5), product(2, 3, 5)]));
-    let result = ports.mall().place_order(user("alice"), items(&[(1, 2), (2, 1)]), None).await;
-    assert!(matches!(result, Err(PlaceOrderError::Amount(AmountError::Overflow))));
-
-    let mut ports = Ports::default().known_user(1_000);
-    ports.products.expect_products().returning(|_| Ok(vec![product(1, i64::MAX, 5)]));
-    let result = ports.mall().place_order(user("alice"), items(&[(1, 2)]), None).await;
-    assert!(matches!(result, Err(PlaceOrderError::Amount(AmountError::Overflow))));
-}
-
-#[tokio::test]
-async fn place_order_prices_the_lines_and_sets_the_expiry() {
-    let mut ports = Ports::default().known_user(1_000);
-    ports.products.expect_products().returning(|_| Ok(vec![product(1, 100, 5), product(2, 50, 5)]));
-    ports.orders.expect_place().times(1).returning(|order, _| Ok(order));
+    ports.orders.expect_place().times(1).returning(|request, _| {
+        assert_eq!(request.id, OrderId::new("id-1"));
+        assert_eq!(request.user_id, user("alice"));
+        assert_eq!(request.items, items(&[(1, 2), (2, 1)]), "one entry per product, ascending");
+        assert_eq!(request.created_at, t0());
+        assert_eq!(request.expires_at, t0() + TimeDelta::seconds(600));
+        request.priced(|id| Price::new(if id == pid(1) { 100 } else { 50 }).ok())
+    });
     let order = ports
         .mall()
         .place_order(user("alice"), items(&[(2, 1), (1, 1), (1, 1)]), None)
         .await
         .expect("order placed");
-    assert_eq!(order.id, OrderId::new("id-1"));
-    assert_eq!(order.user_id, user("alice"));
     assert_eq!(order.total, points(250));
-    assert_eq!(order.status, OrderStatus::Pending);
-    assert_eq!(order.created_at, t0());
-    assert_eq!(order.expires_at, t0() + TimeDelta::seconds(600));
-    let lines: Vec<_> =
-        order.lines.iter().map(|l| (l.product_id.get(), l.count.get(), l.price.get())).collect();
-    assert_eq!(lines, vec![(1, 2, 100), (2, 1, 50)]);
 }
 
 #[tokio::test]
-async fn place_order_passes_the_stores_stock_and_points_verdicts_through() {
-    for verdict in [PlaceOrderError::LackOfStock(pid(1)), PlaceOrderError::LackOfPoints] {
+async fn place_order_passes_the_stores_verdicts_through() {
+    for verdict in [
+        PlaceOrderError::UnknownUser(user("alice")),
+        PlaceOrderError::UnknownProduct(pid(1)),
+        PlaceOrderError::LackOfStock(pid(1)),
+        PlaceOrderError::LackOfPoints,
+    ] {
         let expected = verdict.to_string();
-        let mut ports = Ports::default().known_user(0);
-        ports.products.expect_products().returning(|_| Ok(vec![product(1, 10, 0)]));
+        let mut ports = Ports::default();
         let mut verdict = Some(verdict);
         ports
             .orders
