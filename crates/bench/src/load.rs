@@ -23,6 +23,9 @@ pub enum Load {
     /// user uniformly; a purchase is made by one of the worker's own users, so its order and its
     /// payment pair up.
     Mixed { products: u64, users: u64 },
+    /// Purchases only: each worker, as its own user, orders one unit of a product drawn
+    /// uniformly from the catalog and pays for it, again and again.
+    Purchase { products: u64 },
 }
 
 /// What a scenario measured.
@@ -34,7 +37,7 @@ pub struct Outcome {
     pub errors_by_status: BTreeMap<u16, u64>,
     /// Orders refused with code 4 (lack of stock): not errors.
     pub sold_out: u64,
-    /// Purchases whose payment succeeded (mixed shop only).
+    /// Purchases whose payment succeeded (mixed shop and purchase scenarios).
     pub purchases: u64,
     pub seconds: f64,
     pub p50_ms: f64,
@@ -161,6 +164,23 @@ pub async fn drive(
                     while Instant::now() < deadline {
                         tally.send(&done, make(&client, &base, worker, n)).await;
                         n += 1;
+                    }
+                    tally
+                });
+            }
+            &Load::Purchase { products } => {
+                workers.spawn(async move {
+                    let mut tally = Tally::default();
+                    let mut rng = Rng::new(worker + 1);
+                    while Instant::now() < deadline {
+                        let items = json!([{"product_id": 1 + rng.below(products), "count": 1}]);
+                        let order = client.post(format!("{base}/order/u{worker}")).json(&items);
+                        if tally.send(&done, order).await == Answer::Ok {
+                            let pay = client.post(format!("{base}/order/u{worker}/pay"));
+                            if tally.send(&done, pay.json(&items)).await == Answer::Ok {
+                                tally.purchases += 1;
+                            }
+                        }
                     }
                     tally
                 });

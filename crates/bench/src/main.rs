@@ -195,6 +195,7 @@ fn scenarios(products: u64, users: u64, all: bool) -> Vec<(&'static str, Load)> 
                     .json(&json!([{"product_id": 1 + spread(w, n, products), "count": 1}]))
             })),
         ));
+        list.push(("purchase (order + pay), spread over products", Load::Purchase { products }));
     }
     list.push((
         "GET /product/ranked",
@@ -266,7 +267,8 @@ async fn run_server(
         )
         .await;
         let mut note = String::new();
-        let purchases = matches!(load, Load::Mixed { .. }).then_some(outcome.purchases);
+        let purchases =
+            matches!(load, Load::Mixed { .. } | Load::Purchase { .. }).then_some(outcome.purchases);
         if let Some(purchases) = purchases {
             note = format!("{:.0} purchases/s", purchases as f64 / outcome.seconds.max(1e-9));
         }
@@ -447,11 +449,12 @@ fn write_report(
          commit {commit}.\n\n\
          ![Each scenario's req/s as a share of the in-memory GET /health, by store]({svg})\n\n\
          Raw results, every row with the machine, the command and the time: \
-         [{json}]({json}).\n\n\
+         [{json}]({json}). Where the time goes, what was changed for it and what stands \
+         between these figures and the goals: [performance.md](performance.md).\n\n\
          ## Method\n\n\
          - **Load:** closed loop, {connections} connections (each sends its next request when \
-         the last answered), {seconds} s per scenario, the release `mall` with a pool of 16 \
-         database connections.\n\
+         the last answered), {seconds} s per scenario, the release `mall` with its default \
+         database pool (2 × CPU cores, at least 4).\n\
          {data}\n\
          - **Seeding:** MariaDB is seeded with SQL (`INSERT … SELECT` from the Sequence \
          engine's `seq_1_to_N`) into the server's fresh, migrated database before the load; \
@@ -465,6 +468,9 @@ fn write_report(
          the catalog gets ~22 % of the draws, the first 10 % ~46 %. Point reads and charges \
          pick any user; each connection purchases as its own users, so its orders and payments \
          pair up. Stock never runs out; a code-4 refusal would not count as an error.\n\
+         - **Purchase:** each connection, as its own user, orders one unit of a product drawn \
+         uniformly from the catalog, then pays for it; req/s counts both requests, the note \
+         counts completed purchases.\n\
          - **vs ceiling:** the rate as a share of the in-memory `GET /health` in the same run: \
          the machine's HTTP ceiling with this load generator, which itself takes a large share \
          of the cores, so compare ratios rather than absolute figures across machines.\n\
