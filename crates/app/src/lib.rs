@@ -166,8 +166,9 @@ impl Application {
             self.mall.clone(),
             self.relay.clone(),
             self.rate_limits.clone(),
-            stop_rx,
+            stop_rx.clone(),
         ));
+        let metrics = tokio::spawn(tasks::metrics_upkeep(stop_rx));
         tracing::info!(address = %self.address, "listening on http://{}", self.address);
 
         let handle = self.server.handle();
@@ -182,7 +183,7 @@ impl Application {
         };
         // Stopping is best effort: a task that already ended has dropped its receiver.
         let _ = stop_tx.send(true);
-        let _ = tokio::join!(sweeper, relay, housekeeping);
+        let _ = tokio::join!(sweeper, relay, housekeeping, metrics);
         tracing::info!("stopped");
         served.context("the server task panicked")?.context("the server failed")
     }

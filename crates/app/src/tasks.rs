@@ -26,6 +26,8 @@ pub const SWEEP_BATCH: usize = 500;
 pub const RELAY_EVERY: Duration = Duration::from_millis(500);
 /// How often the backlog is logged (while events fail) and old delivered events purged.
 pub const WATCH_EVERY: Duration = Duration::from_secs(30);
+/// How often latency samples are folded into the metrics' histograms.
+pub const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Delivered events deleted per purge statement.
 pub const PURGE_BATCH: usize = 1_000;
 
@@ -159,6 +161,21 @@ pub async fn housekeeping(
                 }
             }
         }
+    }
+}
+
+/// Every [`METRICS_EVERY`]: folds the latency samples recorded since into the histograms. The
+/// Prometheus recorder keeps each sample until then, so without this a server nobody scrapes
+/// would grow by every request's samples (~1 MiB/s at 50k requests/s).
+pub async fn metrics_upkeep(mut stop: watch::Receiver<bool>) {
+    let mut tick = interval(METRICS_EVERY);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        crate::metrics::handle().run_upkeep();
     }
 }
 
