@@ -45,8 +45,18 @@ pub fn fresh_database_url() -> String {
 /// # Panics
 /// When MariaDB is unreachable or the migrations fail.
 pub async fn fresh_store(options: PoolOptions) -> MysqlStore {
+    fresh_store_with_url(options).await.0
+}
+
+/// A migrated store on a fresh database, and that database's URL (for a test that also looks
+/// at the tables itself).
+///
+/// # Panics
+/// When MariaDB is unreachable or the migrations fail.
+pub async fn fresh_store_with_url(options: PoolOptions) -> (MysqlStore, String) {
     tokio::task::spawn_blocking(move || {
-        MysqlStore::connect(&fresh_database_url(), options).expect("a migrated store")
+        let url = fresh_database_url();
+        (MysqlStore::connect(&url, options).expect("a migrated store"), url)
     })
     .await
     .expect("the setup task")

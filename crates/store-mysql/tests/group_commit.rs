@@ -18,14 +18,19 @@ use store_contract::support::{
     available, form, pending_id, place, plan, product_with, queued_events, secs, sold, t0,
     user_with,
 };
-use store_mysql::testing::fresh_database_url;
-use store_mysql::{MysqlStore, PoolOptions};
+use store_mysql::testing::fresh_store_with_url;
+use store_mysql::PoolOptions;
 use tokio::task::JoinSet;
 
 const BUYERS: usize = 2_000;
 const UNITS: i64 = 500;
 const SIDE_STOCK: i64 = 1_000_000;
 const TTL: TimeDelta = TimeDelta::seconds(600);
+const POOL: PoolOptions = PoolOptions {
+    size: 8,
+    checkout_timeout: Duration::from_secs(30),
+    statement_timeout: Duration::from_secs(30),
+};
 
 #[derive(QueryableByName, Debug, PartialEq, Eq)]
 struct Held {
@@ -59,15 +64,8 @@ fn remember(user: &domain::values::UserId, i: usize) -> Option<Remember> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flash_sale_placed_in_shared_transactions_sells_out_exactly() {
-    let url = tokio::task::spawn_blocking(fresh_database_url).await.expect("a database");
-    let options = PoolOptions {
-        size: 8,
-        checkout_timeout: Duration::from_secs(30),
-        statement_timeout: Duration::from_secs(30),
-    };
-    let connect_url = url.clone();
-    let store = tokio::task::spawn_blocking(move || MysqlStore::connect(&connect_url, options));
-    let store = Arc::new(store.await.expect("task").expect("connect"));
+    let (store, url) = fresh_store_with_url(POOL).await;
+    let store = Arc::new(store);
     let hot = product_with(&store, 1, UNITS).await;
     let side = product_with(&store, 1, SIDE_STOCK).await;
 
@@ -223,14 +221,7 @@ async fn a_flash_sale_placed_in_shared_transactions_sells_out_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_charges_of_one_user_in_shared_transactions_each_see_their_own_balance() {
-    let url = tokio::task::spawn_blocking(fresh_database_url).await.expect("a database");
-    let options = PoolOptions {
-        size: 8,
-        checkout_timeout: Duration::from_secs(30),
-        statement_timeout: Duration::from_secs(30),
-    };
-    let store = tokio::task::spawn_blocking(move || MysqlStore::connect(&url, options));
-    let store = Arc::new(store.await.expect("task").expect("connect"));
+    let store = Arc::new(fresh_store_with_url(POOL).await.0);
     let alice = user_with(&store, "alice", 0).await;
     let charges: i64 = 2_000;
 

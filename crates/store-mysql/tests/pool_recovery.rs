@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use domain::ports::UserRepository;
 use domain::values::UserId;
-use store_mysql::testing::fresh_database_url;
-use store_mysql::{MysqlStore, PoolOptions};
+use store_mysql::testing::fresh_store_with_url;
+use store_mysql::PoolOptions;
 
 #[derive(QueryableByName)]
 struct Id {
@@ -40,17 +40,12 @@ async fn kill(url: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_are_replaced_not_reused() {
-    let url = tokio::task::spawn_blocking(fresh_database_url).await.expect("a database");
     let options = PoolOptions {
         size: 3,
         checkout_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
     };
-    let connect_url = url.clone();
-    let store = tokio::task::spawn_blocking(move || MysqlStore::connect(&connect_url, options))
-        .await
-        .expect("task")
-        .expect("connect");
+    let (store, url) = fresh_store_with_url(options).await;
     let alice = UserId::parse("alice").expect("id");
     store.register(alice.clone()).await.expect("register");
 

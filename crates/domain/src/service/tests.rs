@@ -96,7 +96,11 @@ impl Ports {
         let next = AtomicU64::new(1);
         ids.expect_new_id()
             .returning(move || format!("id-{}", next.fetch_add(1, Ordering::Relaxed)));
-        let stores = Stores {
+        Mall::new(self.stores(), Arc::new(clock), Arc::new(ids), Settings::default())
+    }
+
+    fn stores(self) -> Stores {
+        Stores {
             users: Arc::new(self.users),
             products: Arc::new(self.products),
             orders: Arc::new(self.orders),
@@ -105,8 +109,13 @@ impl Ports {
             outbox: Arc::new(self.outbox),
             idempotency: Arc::new(self.idempotency),
             health: Arc::new(self.health),
-        };
-        Mall::new(stores, Arc::new(clock), Arc::new(ids), Settings::default())
+        }
+    }
+
+    /// A shop whose clock the test moves.
+    fn mall_with_clock(self, clock: Arc<crate::support::ManualClock>) -> Mall {
+        let ids = Arc::new(crate::support::SequentialIds::new("id"));
+        Mall::new(self.stores(), clock, ids, Settings::default())
     }
 
     fn mall(self) -> Mall {
@@ -518,22 +527,7 @@ async fn the_ranking_is_reused_for_one_second_then_read_again() {
         reads += 1;
         Ok(vec![RankedProduct { product: product(1, 10, 0), sold: reads }])
     });
-    let stores = Stores {
-        users: Arc::new(ports.users),
-        products: Arc::new(ports.products),
-        orders: Arc::new(ports.orders),
-        payments: Arc::new(ports.payments),
-        ranking: Arc::new(ports.ranking),
-        outbox: Arc::new(ports.outbox),
-        idempotency: Arc::new(ports.idempotency),
-        health: Arc::new(ports.health),
-    };
-    let mall = Mall::new(
-        stores,
-        clock.clone(),
-        Arc::new(crate::support::SequentialIds::new("id")),
-        Settings::default(),
-    );
+    let mall = ports.mall_with_clock(clock.clone());
     let sold = |ranked: Vec<RankedProduct>| ranked[0].sold;
     assert_eq!(mall.ranking().await.map(sold).ok(), Some(1));
     clock.advance(TimeDelta::milliseconds(999));
@@ -565,17 +559,8 @@ impl SalesRanking for SlowRanking {
 async fn readers_arriving_during_a_slow_ranking_query_share_it() {
     let clock = Arc::new(crate::support::ManualClock::new(t0()));
     let slow = Arc::new(SlowRanking::default());
-    let ports = Ports::default();
-    let stores = Stores {
-        users: Arc::new(ports.users),
-        products: Arc::new(ports.products),
-        orders: Arc::new(ports.orders),
-        payments: Arc::new(ports.payments),
-        ranking: slow.clone(),
-        outbox: Arc::new(ports.outbox),
-        idempotency: Arc::new(ports.idempotency),
-        health: Arc::new(ports.health),
-    };
+    let mut stores = Ports::default().stores();
+    stores.ranking = slow.clone();
     let mall = Mall::new(
         stores,
         clock.clone(),
