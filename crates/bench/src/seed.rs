@@ -37,23 +37,26 @@ pub async fn admin(
     Ok(body)
 }
 
-/// Adds `products` products (ids 1…, each with [`STOCK`] units) over the API, `connections` at
-/// a time.
-pub async fn products_api(
+/// Runs `each(client, base, i)` for every `i` in `0..count`, split into `connections` runs of
+/// consecutive numbers that go on at once; the first error stops the seeding.
+async fn over_api<F, Fut>(
     client: &reqwest::Client,
     base: &str,
-    products: u64,
+    count: u64,
     connections: u64,
-) -> anyhow::Result<()> {
+    each: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(reqwest::Client, String, u64) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let mut tasks = tokio::task::JoinSet::new();
-    let per = products.div_ceil(connections);
+    let per = count.div_ceil(connections.max(1));
     for worker in 0..connections {
-        let (client, base) = (client.clone(), base.to_owned());
+        let (client, base, each) = (client.clone(), base.to_owned(), each.clone());
         tasks.spawn(async move {
-            for i in worker * per..((worker + 1) * per).min(products) {
-                let body =
-                    json!({"name": format!("Product {i}"), "price": 100 + i % 50, "quantity": STOCK});
-                admin(&client, &base, reqwest::Method::POST, "/product", body).await?;
+            for i in worker * per..((worker + 1) * per).min(count) {
+                each(client.clone(), base.clone(), i).await?;
             }
             anyhow::Ok(())
         });
@@ -62,6 +65,22 @@ pub async fn products_api(
         done??;
     }
     Ok(())
+}
+
+/// Adds `products` products (ids 1…, each with [`STOCK`] units) over the API, `connections` at
+/// a time.
+pub async fn products_api(
+    client: &reqwest::Client,
+    base: &str,
+    products: u64,
+    connections: u64,
+) -> anyhow::Result<()> {
+    over_api(client, base, products, connections, |client, base, i| async move {
+        let body =
+            json!({"name": format!("Product {i}"), "price": 100 + i % 50, "quantity": STOCK});
+        admin(&client, &base, reqwest::Method::POST, "/product", body).await.map(drop)
+    })
+    .await
 }
 
 /// Registers users `{prefix}0` … `{prefix}{count - 1}` over the API and charges each `balance`,
@@ -74,25 +93,15 @@ pub async fn users_api(
     balance: i64,
     connections: u64,
 ) -> anyhow::Result<()> {
-    let mut tasks = tokio::task::JoinSet::new();
-    let per = count.div_ceil(connections);
-    for worker in 0..connections {
-        let (client, base) = (client.clone(), base.to_owned());
-        tasks.spawn(async move {
-            for i in worker * per..((worker + 1) * per).min(count) {
-                let id = format!("{prefix}{i}");
-                admin(&client, &base, reqwest::Method::POST, "/user", json!({ "id": id })).await?;
-                let path = format!("/user/{id}/charge");
-                admin(&client, &base, reqwest::Method::PATCH, &path, json!({ "amount": balance }))
-                    .await?;
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    Ok(())
+    over_api(client, base, count, connections, move |client, base, i| async move {
+        let id = format!("{prefix}{i}");
+        admin(&client, &base, reqwest::Method::POST, "/user", json!({ "id": id })).await?;
+        let path = format!("/user/{id}/charge");
+        admin(&client, &base, reqwest::Method::PATCH, &path, json!({ "amount": balance }))
+            .await
+            .map(drop)
+    })
+    .await
 }
 
 /// A few paid sales over the API, so an in-memory ranking has something to rank.
