@@ -71,6 +71,9 @@ struct Options {
     /// The same as `--stores memory`.
     #[arg(long)]
     memory_only: bool,
+    /// The server's `MALL_DB_POOL_SIZE`; without it, the server's default (2 × CPU cores, ≥ 4).
+    #[arg(long)]
+    pool_size: Option<u32>,
     /// Write the results to this markdown file, with the raw results beside it (same name,
     /// .json) and the chart (.svg).
     #[arg(long)]
@@ -111,7 +114,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(database_url: Option<&str>) -> anyhow::Result<Self> {
+    fn start(database_url: Option<&str>, pool_size: Option<u32>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?.with_file_name("mall");
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut command = Command::new(&exe);
@@ -124,6 +127,9 @@ impl Server {
             .stderr(Stdio::null());
         if let Some(url) = database_url {
             command.env("DATABASE_URL", url);
+        }
+        if let Some(size) = pool_size {
+            command.env("MALL_DB_POOL_SIZE", size.to_string());
         }
         let child = command.spawn().with_context(|| format!("starting {}", exe.display()))?;
         let server = Self { child, base: format!("http://127.0.0.1:{port}") };
@@ -234,7 +240,7 @@ async fn run_server(
             Some(tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url).await?)
         }
     };
-    let server = Server::start(url.as_deref())?;
+    let server = Server::start(url.as_deref(), options.pool_size)?;
     let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
     let started = Instant::now();
@@ -318,7 +324,7 @@ async fn run_server(
 /// The ceiling alone, when the in-memory store is not measured: `GET /health` on a bare
 /// in-memory server.
 async fn ceiling_only(options: &Options) -> anyhow::Result<Row> {
-    let server = Server::start(None)?;
+    let server = Server::start(None, None)?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
     let load = Load::One(Arc::new(|c, b, _, _| c.get(format!("{b}/health"))));
     let label = "[memory, ceiling only] GET /health";
