@@ -173,13 +173,16 @@ pub trait PaymentRepository: Send + Sync + 'static {
 #[async_trait]
 pub trait SalesRanking: Send + Sync + 'static {
     /// The `size` products with the most units sold in buckets starting at or after `since`,
-    /// most first, ties by product id ascending.
+    /// most first, ties by product id ascending. `now` is the shop's clock: a store may keep
+    /// the sums of hours that ended more than an hour before it, since payments are recorded
+    /// in the hour of their own `paid_at`.
     ///
     /// # Errors
     /// When the store fails.
     async fn top_sellers(
         &self,
         since: DateTime<Utc>,
+        now: DateTime<Utc>,
         size: usize,
     ) -> anyhow::Result<Vec<RankedProduct>>;
 }

@@ -39,6 +39,7 @@ macro_rules! store_contract {
             expiry_is_due_at_the_instant_and_releases_once,
             expired_form_cannot_be_paid_and_paid_form_cannot_expire,
             ranking_sums_paid_units_in_the_window_ties_by_id,
+            ranking_counts_a_payment_in_an_hour_already_summed,
             outbox_leases_retries_and_delivers_each_event,
             delivered_events_are_purged_after_retention,
             health_reports_a_reachable_store,

@@ -76,6 +76,7 @@ pub struct MysqlStore {
     orders: Arc<Coalesced<orders::OrderJob, Order, PlaceOrderError>>,
     charges: Arc<Coalesced<catalog::ChargeJob, Points, ChargeError>>,
     payments: Arc<Coalesced<payments::PayJob, PaymentReceipt, PayError>>,
+    closed_hours: Arc<reads::ClosedHours>,
 }
 
 impl fmt::Debug for MysqlStore {
@@ -122,6 +123,7 @@ impl MysqlStore {
             orders: Arc::new(orders::coalesced()),
             charges: Arc::new(catalog::coalesced()),
             payments: Arc::new(payments::coalesced()),
+            closed_hours: Arc::default(),
         })
     }
 

@@ -206,6 +206,8 @@ impl PaymentRepository for MysqlStore {
         plan: PaymentPlan,
         remember: Option<Remember>,
     ) -> Result<PaymentReceipt, PayError> {
-        self.payments.call(self, PayJob { plan, remember }).await
+        let receipt = self.payments.call(self, PayJob { plan, remember }).await?;
+        self.closed_hours.paid_in(to_db(sales_hour(receipt.payment.paid_at)));
+        Ok(receipt)
     }
 }

@@ -391,10 +391,9 @@ impl Mall {
         let ranking = self.stores.ranking.clone();
         let since = ranking_window_start(now, self.settings.ranking_days);
         let size = self.settings.ranking_size;
-        let query = match self
-            .ranking_cache
-            .get_or_start(now, || async move { ranking.top_sellers(since, size).await }.boxed())
-        {
+        let query = match self.ranking_cache.get_or_start(now, || {
+            async move { ranking.top_sellers(since, now, size).await }.boxed()
+        }) {
             Ok(ranked) => return Ok(ranked),
             Err(query) => query,
         };

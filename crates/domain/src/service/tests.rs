@@ -398,8 +398,8 @@ async fn ranking_asks_for_the_configured_window_and_size() {
     ports
         .ranking
         .expect_top_sellers()
-        .with(eq(sales_hour(now - TimeDelta::days(3))), eq(5))
-        .returning(|_, _| Ok(vec![RankedProduct { product: product(1, 10, 0), sold: 3 }]));
+        .with(eq(sales_hour(now - TimeDelta::days(3))), eq(now), eq(5))
+        .returning(|_, _, _| Ok(vec![RankedProduct { product: product(1, 10, 0), sold: 3 }]));
     let ranked = ports.mall_at(now).ranking().await.expect("ranking");
     assert_eq!(ranked.len(), 1);
 }
@@ -523,7 +523,7 @@ async fn the_ranking_is_reused_for_one_second_then_read_again() {
     let clock = Arc::new(crate::support::ManualClock::new(t0()));
     let mut ports = Ports::default();
     let mut reads = 0;
-    ports.ranking.expect_top_sellers().times(2).returning(move |_, _| {
+    ports.ranking.expect_top_sellers().times(2).returning(move |_, _, _| {
         reads += 1;
         Ok(vec![RankedProduct { product: product(1, 10, 0), sold: reads }])
     });
@@ -547,6 +547,7 @@ impl SalesRanking for SlowRanking {
     async fn top_sellers(
         &self,
         _since: DateTime<Utc>,
+        _now: DateTime<Utc>,
         _limit: usize,
     ) -> anyhow::Result<Vec<RankedProduct>> {
         let n = self.queries.fetch_add(1, Ordering::SeqCst) + 1;
