@@ -84,12 +84,6 @@ pub trait ProductRepository: Send + Sync + 'static {
     /// When the store fails.
     async fn product(&self, id: ProductId) -> anyhow::Result<Option<Product>>;
 
-    /// The products among `ids` that exist, by id ascending.
-    ///
-    /// # Errors
-    /// When the store fails.
-    async fn products(&self, ids: Vec<ProductId>) -> anyhow::Result<Vec<Product>>;
-
     /// Up to `limit` products by id ascending, skipping `offset`, and the catalog's size.
     ///
     /// # Errors

@@ -181,17 +181,6 @@ impl ProductRepository for MemoryStore {
         Ok(self.lock().products.get(&id).map(|row| row.to_product(id)))
     }
 
-    async fn products(&self, ids: Vec<ProductId>) -> anyhow::Result<Vec<Product>> {
-        let state = self.lock();
-        let mut found: Vec<Product> = ids
-            .into_iter()
-            .filter_map(|id| state.products.get(&id).map(|row| row.to_product(id)))
-            .collect();
-        found.sort_by_key(|p| p.id);
-        found.dedup_by_key(|p| p.id);
-        Ok(found)
-    }
-
     async fn page(&self, offset: u64, limit: u64) -> anyhow::Result<CatalogPage> {
         let state = self.lock();
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);

@@ -144,25 +144,6 @@ impl ProductRepository for MysqlStore {
         row.map(ProductRow::into_product).transpose()
     }
 
-    async fn products(&self, ids: Vec<ProductId>) -> anyhow::Result<Vec<Product>> {
-        let keys: Vec<i64> = ids.iter().map(|id| id.get()).collect();
-        let rows: Vec<ProductRow> = self
-            .blocking(move |c| {
-                // One id (most orders) takes a statement diesel keeps prepared.
-                let select = ProductRow::as_select();
-                match keys[..] {
-                    [one] => products::table.find(one).select(select).load(c),
-                    _ => products::table
-                        .filter(products::id.eq_any(keys))
-                        .order(products::id.asc())
-                        .select(select)
-                        .load(c),
-                }
-            })
-            .await??;
-        rows.into_iter().map(ProductRow::into_product).collect()
-    }
-
     async fn page(&self, offset: u64, limit: u64) -> anyhow::Result<CatalogPage> {
         let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
