@@ -13,21 +13,15 @@ use domain::values::{OrderId, PaymentId, Points, UserId};
 use crate::orders::lines_of_form;
 use crate::rows::{from_db, to_db, FormRow, LineRow};
 use crate::schema::{idempotency_keys, order_forms, payments};
-use crate::tx::TxError;
 use crate::{Conn, MysqlStore};
 
 pub(crate) const CHARGED: &str = "charged";
 pub(crate) const ORDERED: &str = "ordered";
 pub(crate) const PAID: &str = "paid";
 
-/// Takes the key for this transaction, or rejects with `AlreadyUsed` if an unexpired outcome
-/// holds it. A concurrent call with the same key waits here until this transaction ends.
-pub(crate) fn claim<E: From<IdempotencyError>>(
-    c: &mut Conn,
-    remember: Option<&Remember>,
-    outcome: &str,
-) -> Result<(), TxError<E>> {
-    let Some(remember) = remember else { return Ok(()) };
+/// Takes the key for this transaction; `false` when an unexpired outcome holds it already. A
+/// concurrent call with the same key waits here until that call's transaction ends.
+fn claim(c: &mut Conn, remember: &Remember, outcome: &str) -> QueryResult<bool> {
     let (user, key) = (remember.key.user().as_str(), remember.key.key());
     diesel::delete(
         idempotency_keys::table
@@ -46,28 +40,26 @@ pub(crate) fn claim<E: From<IdempotencyError>>(
         ))
         .execute(c);
     match inserted {
-        Ok(_) => Ok(()),
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            Err(TxError::Rejected(IdempotencyError::AlreadyUsed.into()))
-        }
-        Err(error) => Err(TxError::Db(error)),
+        Ok(_) => Ok(true),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(false),
+        Err(error) => Err(error),
     }
 }
 
 /// Claims the key of each call of a batch, in order. A call whose key is taken gets its refusal
-/// as its outcome now; the others (`None`) are still to be decided.
+/// (`AlreadyUsed`) as its outcome now; the others (`None`) are still to be decided.
 pub(crate) fn claim_each<'a, T, E: From<IdempotencyError>>(
     c: &mut Conn,
     keys: impl IntoIterator<Item = Option<&'a Remember>>,
     outcome: &str,
-) -> Result<Vec<Option<Result<T, E>>>, DieselError> {
+) -> QueryResult<Vec<Option<Result<T, E>>>> {
     let mut outcomes = Vec::new();
     for remember in keys {
-        outcomes.push(match claim::<E>(c, remember, outcome) {
-            Ok(()) => None,
-            Err(TxError::Rejected(refused)) => Some(Err(refused)),
-            Err(TxError::Db(error)) => return Err(error),
-        });
+        let taken = match remember {
+            Some(remember) => !claim(c, remember, outcome)?,
+            None => false,
+        };
+        outcomes.push(taken.then(|| Err(IdempotencyError::AlreadyUsed.into())));
     }
     Ok(outcomes)
 }
@@ -76,63 +68,35 @@ pub(crate) fn claim_each<'a, T, E: From<IdempotencyError>>(
 pub(crate) type Stored<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>);
 
 /// Ends a batch's keys: an accepted call's key is completed with what `stored` says it
-/// produced; a refused call's key, if this batch claimed it (`claimed`), is given back.
+/// produced; a refused call's key, if this batch claimed it (`claimed`), is given back, as a
+/// rollback of that call alone would.
 pub(crate) fn settle_each<'a, 's, T, E>(
     c: &mut Conn,
     keys: impl IntoIterator<Item = Option<&'a Remember>>,
     claimed: &[bool],
     outcomes: &[Result<T, E>],
     stored: impl Fn(usize, &T) -> Stored<'s>,
-) -> Result<(), DieselError> {
+) -> QueryResult<()> {
     let calls = keys.into_iter().zip(claimed).zip(outcomes).enumerate();
     for (i, ((remember, &claimed), outcome)) in calls {
-        if remember.is_none() || !claimed {
-            continue;
-        }
-        let settled = match outcome {
+        let Some(remember) = remember.filter(|_| claimed) else { continue };
+        let row = idempotency_keys::table.find((remember.key.user().as_str(), remember.key.key()));
+        match outcome {
             Ok(value) => {
                 let (balance, order_id, payment_id) = stored(i, value);
-                complete::<()>(c, remember, balance, order_id, payment_id)
+                diesel::update(row)
+                    .set((
+                        idempotency_keys::balance.eq(balance),
+                        idempotency_keys::order_id.eq(order_id),
+                        idempotency_keys::payment_id.eq(payment_id),
+                    ))
+                    .execute(c)?;
             }
-            Err(_) => release::<()>(c, remember),
-        };
-        settled.map_err(|e| match e {
-            TxError::Db(error) => error,
-            TxError::Rejected(()) => DieselError::RollbackTransaction,
-        })?;
+            Err(_) => {
+                diesel::delete(row).execute(c)?;
+            }
+        }
     }
-    Ok(())
-}
-
-/// Gives back a key this transaction claimed for a call that was then refused, as a rollback of
-/// that call alone would.
-pub(crate) fn release<E>(c: &mut Conn, remember: Option<&Remember>) -> Result<(), TxError<E>> {
-    let Some(remember) = remember else { return Ok(()) };
-    diesel::delete(
-        idempotency_keys::table.find((remember.key.user().as_str(), remember.key.key())),
-    )
-    .execute(c)?;
-    Ok(())
-}
-
-/// Completes the key's row with what the call produced.
-pub(crate) fn complete<E>(
-    c: &mut Conn,
-    remember: Option<&Remember>,
-    balance: Option<i64>,
-    order_id: Option<&str>,
-    payment_id: Option<&str>,
-) -> Result<(), TxError<E>> {
-    let Some(remember) = remember else { return Ok(()) };
-    diesel::update(
-        idempotency_keys::table.find((remember.key.user().as_str(), remember.key.key())),
-    )
-    .set((
-        idempotency_keys::balance.eq(balance),
-        idempotency_keys::order_id.eq(order_id),
-        idempotency_keys::payment_id.eq(payment_id),
-    ))
-    .execute(c)?;
     Ok(())
 }
 

@@ -70,7 +70,8 @@ impl Default for PoolOptions {
 #[derive(Clone)]
 pub struct MysqlStore {
     pool: DbPool,
-    /// One permit per pooled connection: callers queue here before taking a blocking thread.
+    /// Two permits per pooled connection: callers queue here, as tasks, before taking a
+    /// blocking thread (one waiting thread per connection keeps the hand-over quick).
     turns: Arc<tokio::sync::Semaphore>,
     checkout_timeout: Duration,
     orders: Arc<Coalesced<orders::OrderJob, Order, PlaceOrderError>>,

@@ -76,8 +76,8 @@ pub(crate) fn coalesced() -> Coalesced<OrderJob, Order, PlaceOrderError> {
     Coalesced::new("orders", BATCH_LINES, |job| job.request.items.len(), place_batch)
 }
 
-/// Orders per batch are bounded by their lines, so the batch's inserts stay well inside
-/// MariaDB's 65 535 placeholders per statement.
+/// Orders per batch are bounded by their lines, so one batch's write text (about 60 bytes a
+/// line) stays far below MariaDB's `max_allowed_packet`.
 const BATCH_LINES: usize = 4_000;
 
 /// A user's pending form while a batch is worked out: stored before the batch, or placed by
@@ -179,25 +179,21 @@ impl Plan {
         };
         let order = request.priced(|id| self.prices.get(&id.get()).copied())?;
         // The net change per product: the new form's units minus what the old form gives back.
-        let mut units = BTreeMap::new();
-        for line in &order.lines {
-            *units.entry(line.product_id.get()).or_insert(0) += line.count.get();
-        }
+        // The lines name each product once, by id ascending, so the first short one is named.
+        let units: BTreeMap<i64, i64> =
+            order.lines.iter().map(|l| (l.product_id.get(), l.count.get())).collect();
         let mut delta = units.clone();
         if let Some(old) = self.held.get(user) {
             for (&product, &count) in &old.units {
                 *delta.entry(product).or_insert(0) -= count;
             }
         }
-        for (&product, &wanted) in &delta {
+        for line in &order.lines {
+            let (product, wanted) = (line.product_id.get(), delta[&line.product_id.get()]);
             if wanted > 0
                 && self.stock.get(&product).is_some_and(|&(available, _)| available < wanted)
             {
-                let short = order.lines.iter().map(|l| l.product_id).find(|id| id.get() == product);
-                return Err(short.map_or_else(
-                    || anyhow!("product {product} is short but not in the order").into(),
-                    PlaceOrderError::LackOfStock,
-                ));
+                return Err(PlaceOrderError::LackOfStock(line.product_id));
             }
         }
         if balance < order.total.get() {

@@ -69,15 +69,13 @@ fn pay_batch(
             (Some(balance), Some(form))
                 if form.id == payment.order_id.as_str() && paid_at < form.expires_at =>
             {
-                match balance.checked_sub(payment.amount.get()) {
-                    Some(after) if after >= 0 => {
-                        *balance = after;
-                        let units =
-                            accounts.forms.remove(user).map(|f| f.units).unwrap_or_default();
-                        settled.push(Settled { job: i, units, balance: after });
-                        Ok(after)
-                    }
-                    _ => Err(PayError::LackOfPoints),
+                if *balance < payment.amount.get() {
+                    Err(PayError::LackOfPoints)
+                } else {
+                    *balance -= payment.amount.get();
+                    let units = accounts.forms.remove(user).map(|f| f.units).unwrap_or_default();
+                    settled.push(Settled { job: i, units, balance: *balance });
+                    Ok(*balance)
                 }
             }
             _ => Err(PayError::NoPendingOrder),
@@ -119,16 +117,14 @@ fn pay_batch(
         &outcomes,
         |i, balance| (Some(*balance), None, Some(jobs[i].plan.payment.id.as_str())),
     )?;
-    jobs.iter()
+    Ok(jobs
+        .iter()
         .zip(outcomes)
-        .map(|(job, outcome)| {
-            outcome.map(|balance| {
-                let balance = Points::new(balance).map_err(|e| PayError::Unexpected(e.into()))?;
-                Ok(PaymentReceipt { payment: job.plan.payment.clone(), balance })
-            })?
+        .map(|(job, balance)| {
+            let balance = Points::new(balance?).map_err(|e| PayError::Unexpected(e.into()))?;
+            Ok(PaymentReceipt { payment: job.plan.payment.clone(), balance })
         })
-        .map(Ok)
-        .collect()
+        .collect())
 }
 
 /// Every write of a batch of payments, as one multi-statement text: the balances debited, the

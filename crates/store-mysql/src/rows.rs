@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::{Insertable, Queryable, QueryableByName, Selectable};
+use diesel::{Queryable, QueryableByName, Selectable};
 use domain::model::{Order, OrderLine, OrderStatus, Product};
 use domain::values::{Count, OrderId, Points, Price, ProductId, ProductName, Stock, UserId};
 
@@ -57,8 +57,8 @@ pub(crate) struct FormRow {
     pub expires_at: NaiveDateTime,
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = order_forms)]
+/// A new form's columns, written by a batch as SQL text.
+#[derive(Debug)]
 pub(crate) struct NewForm<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
@@ -90,7 +90,7 @@ impl<'a> NewForm<'a> {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = order_lines)]
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub(crate) struct LineRow {
