@@ -56,7 +56,7 @@ fn release(c: &mut Conn, units: &BTreeMap<i64, i64>) -> QueryResult<()> {
     Ok(())
 }
 
-fn units_per_product<'a>(lines: impl IntoIterator<Item = &'a LineRow>) -> BTreeMap<i64, i64> {
+fn units_per_product(lines: &[LineRow]) -> BTreeMap<i64, i64> {
     let mut units = BTreeMap::new();
     for line in lines {
         *units.entry(line.product_id).or_insert(0) += line.count;

@@ -52,6 +52,12 @@ impl fmt::Debug for RankingCache {
     }
 }
 
+/// What a reader gets from the cache: a fresh ranking, or the query to wait for.
+enum Cached {
+    Fresh(Vec<RankedProduct>),
+    Wait(RankingQuery),
+}
+
 /// Whether something computed from a query that started at `at` is still fresh at `now`.
 fn fresh(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     now >= at && now - at < RANKING_FRESHNESS
@@ -68,13 +74,13 @@ impl RankingCache {
         self: &Arc<Self>,
         now: DateTime<Utc>,
         start: impl FnOnce() -> BoxFuture<'static, anyhow::Result<Vec<RankedProduct>>>,
-    ) -> Result<Vec<RankedProduct>, RankingQuery> {
+    ) -> Cached {
         let mut state = self.state();
         if let Some((_, ranked)) = state.fresh.as_ref().filter(|(at, _)| fresh(*at, now)) {
-            return Ok(ranked.clone());
+            return Cached::Fresh(ranked.clone());
         }
         if let Some((_, query)) = state.running.as_ref().filter(|(at, _)| fresh(*at, now)) {
-            return Err(query.clone());
+            return Cached::Wait(query.clone());
         }
         let cache = self.clone();
         let query = start();
@@ -99,7 +105,7 @@ impl RankingCache {
         .boxed()
         .shared();
         state.running = Some((now, query.clone()));
-        Err(query)
+        Cached::Wait(query)
     }
 }
 
@@ -391,13 +397,13 @@ impl Mall {
         let ranking = self.stores.ranking.clone();
         let since = ranking_window_start(now, self.settings.ranking_days);
         let size = self.settings.ranking_size;
-        let query = match self.ranking_cache.get_or_start(now, || {
-            async move { ranking.top_sellers(since, now, size).await }.boxed()
-        }) {
-            Ok(ranked) => return Ok(ranked),
-            Err(query) => query,
-        };
-        query.await.map_err(|e| RankingError::Unexpected(anyhow::anyhow!("{e:#}")))
+        let start = || async move { ranking.top_sellers(since, now, size).await }.boxed();
+        match self.ranking_cache.get_or_start(now, start) {
+            Cached::Fresh(ranked) => Ok(ranked),
+            Cached::Wait(query) => {
+                query.await.map_err(|e| RankingError::Unexpected(anyhow::anyhow!("{e:#}")))
+            }
+        }
     }
 
     /// Expires up to `limit` forms that are due now and returns how many.
