@@ -89,7 +89,8 @@ impl EventPublisher for LoggingPublisher {
 /// The header that carries the `event_id`, so the receiver can drop a repeated delivery.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 
-/// POSTs each event as SPEC §3 JSON; any 2xx answer means delivered.
+/// POSTs each event as SPEC §3 JSON; any 2xx answer means delivered. Redirects are not
+/// followed: a 3xx answer is a failed attempt, retried like any other.
 #[derive(Debug, Clone)]
 pub struct HttpPublisher {
     client: reqwest::Client,
@@ -110,6 +111,9 @@ impl HttpPublisher {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .user_agent(concat!("mall/", env!("CARGO_PKG_VERSION")))
+            // A redirect is not a delivery: following it would turn the POST into a bodiless
+            // GET whose 200 says nothing about the event. A 3xx is a failed attempt.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client")?;
         Ok(Self { client, url })
@@ -130,6 +134,17 @@ impl EventPublisher for HttpPublisher {
         let status = response.status();
         if status.is_success() {
             Ok(())
+        } else if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("nowhere");
+            bail!(
+                "the data platform answered HTTP {} (a redirect to {location}, not followed: \
+                 fix MALL_DATA_PLATFORM_URL)",
+                status.as_u16()
+            )
         } else {
             bail!("the data platform answered HTTP {}", status.as_u16())
         }
@@ -211,6 +226,62 @@ mod tests {
         assert!(HttpPublisher::new("http://127.0.0.1:9000/events", timeout).is_ok());
         assert!(HttpPublisher::new("https://platform.example/events", timeout).is_err());
         assert!(HttpPublisher::new("not a url", timeout).is_err());
+    }
+
+    /// A platform behind a trailing-slash redirect: `POST /events` → `301 Location: /events/`,
+    /// and `200` to anything else. Returns its URL and the request lines it saw.
+    fn redirecting_platform() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let url = format!("http://{}/events", listener.local_addr().expect("address"));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).expect("a header");
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':') {
+                            if name.eq_ignore_ascii_case("content-length") {
+                                length = value.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).expect("the body");
+                    log.lock().expect("log").push(request_line.trim().to_owned());
+                    let answer = if request_line.starts_with("POST /events ") {
+                        "HTTP/1.1 301 Moved Permanently\r\nLocation: /events/\r\n"
+                    } else {
+                        "HTTP/1.1 200 OK\r\n"
+                    };
+                    let _ =
+                        stream.write_all(format!("{answer}Content-Length: 0\r\n\r\n").as_bytes());
+                }
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
+        let (url, seen) = redirecting_platform();
+        let publisher = HttpPublisher::new(&url, Duration::from_secs(2)).expect("publisher");
+        let error = publisher.publish(event()).await.expect_err("a 301 is not a delivery");
+        let error = format!("{error:#}");
+        assert!(error.contains("HTTP 301") && error.contains("/events/"), "{error}");
+        assert_eq!(*seen.lock().expect("log"), ["POST /events HTTP/1.1"], "no GET followed");
     }
 
     #[tokio::test]
