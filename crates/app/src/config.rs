@@ -116,6 +116,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=25_000))]
     pub data_platform_timeout_ms: u64,
 
+    /// Payment events being sent to the data platform at the same moment, per relay pass (an
+    /// instance runs at most two passes at once).
+    #[arg(long, env = "MALL_RELAY_CONCURRENCY", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub relay_concurrency: u32,
+
     /// How long delivered payment events are kept before they are purged, in hours.
     #[arg(long, env = "MALL_OUTBOX_RETENTION_HOURS", default_value_t = 168,
           value_parser = clap::value_parser!(u32).range(1..=24 * 366))]

@@ -90,6 +90,7 @@ impl Application {
             Arc::new(tasks::WakeRelayOnPayment::new(stores.payments, relay_wake.clone()));
         let clock = Arc::new(SystemClock);
         let relay_settings = RelaySettings {
+            concurrency: config.relay_concurrency as usize,
             retention: TimeDelta::hours(i64::from(config.outbox_retention_hours)),
             ..RelaySettings::default()
         };

@@ -10,11 +10,12 @@ use domain::errors::PayError;
 use domain::idempotency::Remember;
 use domain::model::{PaymentPlan, PaymentReceipt};
 use domain::ports::PaymentRepository;
-use domain::{EventRelay, Mall};
+use domain::{EventRelay, Mall, RelayReport};
 use http_api::RateLimits;
 
 use crate::ready::Heartbeat;
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 use tokio::time::{interval, MissedTickBehavior};
 
 /// How often due forms are looked for. SPEC: stock returns within 2 s of a form's expiry.
@@ -63,8 +64,17 @@ async fn sweep_once(mall: &Mall) {
     }
 }
 
-/// Delivers outbox events until shutdown: at once when a payment commits on this instance
-/// (`wake`), and every [`RELAY_EVERY`] for retries and other instances' events.
+/// Relay passes that may run at the same moment on one instance: while one waits for a slow
+/// send, the next claims and sends the events that became due meanwhile (claims lease their
+/// events, so the two never send the same one).
+pub const RELAY_PASSES: usize = 2;
+/// How long a stopping relay waits for its passes to record what they sent.
+pub const RELAY_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Delivers outbox events until shutdown: a pass starts at once when a payment commits on this
+/// instance (`wake`), every [`RELAY_EVERY`] for retries and other instances' events, and again
+/// right after a pass that delivered everything it claimed, so the relay is never idle while
+/// events are due. Up to [`RELAY_PASSES`] passes overlap.
 pub async fn relay_events(
     relay: EventRelay,
     wake: Arc<Notify>,
@@ -73,40 +83,53 @@ pub async fn relay_events(
 ) {
     let mut tick = interval(RELAY_EVERY);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut passes: JoinSet<Option<RelayReport>> = JoinSet::new();
     loop {
         heartbeat.beat();
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = wake.notified() => {}
+        let start = tokio::select! {
+            _ = tick.tick() => true,
+            () = wake.notified() => true,
+            Some(done) = passes.join_next() => match done {
+                Ok(report) => report.is_some_and(|r: RelayReport| r.claimed > 0 && r.failed == 0),
+                Err(error) => {
+                    tracing::error!(%error, "a relay pass panicked");
+                    false
+                }
+            },
             _ = stop.changed() => break,
+        };
+        if start && passes.len() < RELAY_PASSES {
+            let relay = relay.clone();
+            passes.spawn(async move { relay_pass(&relay).await });
         }
-        relay_due(&relay).await;
+    }
+    // Passes in flight get a moment to finish and record what they sent; whatever is still
+    // unsent after that is sent again when its lease ends.
+    let finish = async { while passes.join_next().await.is_some() {} };
+    if tokio::time::timeout(RELAY_SHUTDOWN_GRACE, finish).await.is_err() {
+        passes.abort_all();
     }
 }
 
-async fn relay_due(relay: &EventRelay) {
-    loop {
-        match relay.relay_once().await {
-            Ok(report) => {
-                metrics::counter!("mall_events_delivered_total").increment(report.delivered as u64);
-                metrics::counter!("mall_events_failed_total").increment(report.failed as u64);
-                if let Some(error) = &report.last_error {
-                    tracing::warn!(
-                        delivered = report.delivered,
-                        failed = report.failed,
-                        error,
-                        "some payment events could not be delivered; they will be retried"
-                    );
-                }
-                // A full batch means more may be due; anything less means we are done.
-                if report.claimed < relay.settings().batch || report.failed > 0 {
-                    return;
-                }
+/// One pass, logged and counted; `None` when the outbox failed.
+async fn relay_pass(relay: &EventRelay) -> Option<RelayReport> {
+    match relay.relay_once().await {
+        Ok(report) => {
+            metrics::counter!("mall_events_delivered_total").increment(report.delivered as u64);
+            metrics::counter!("mall_events_failed_total").increment(report.failed as u64);
+            if let Some(error) = &report.last_error {
+                tracing::warn!(
+                    delivered = report.delivered,
+                    failed = report.failed,
+                    error,
+                    "some payment events could not be delivered; they will be retried"
+                );
             }
-            Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "the outbox relay failed; retrying");
-                return;
-            }
+            Some(report)
+        }
+        Err(error) => {
+            tracing::warn!(error = format!("{error:#}"), "the outbox relay failed; retrying");
+            None
         }
     }
 }

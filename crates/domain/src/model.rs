@@ -253,6 +253,28 @@ pub struct OutboxEntry {
     pub attempts: u32,
 }
 
+/// A row claimed from the outbox that the store could not read back as an event (a value that
+/// no longer parses, a missing payment). It is reported, not sent, so the rows claimed with it
+/// are not held up; the relay records it as a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableEvent {
+    pub event_id: EventId,
+    pub attempts: u32,
+    pub error: String,
+}
+
+/// What one claim returned, in claim order: events to send, and rows that could not be read.
+pub type ClaimedEvent = Result<OutboxEntry, UnreadableEvent>;
+
+/// One failed delivery attempt, as recorded in the outbox: the event, the error and when to try
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedAttempt {
+    pub event_id: EventId,
+    pub retry_at: DateTime<Utc>,
+    pub error: String,
+}
+
 /// The outbox's undelivered events, for health details and logs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutboxBacklog {

@@ -12,8 +12,8 @@ use crate::errors::{
 };
 use crate::idempotency::{IdempotencyRecord, Remember};
 use crate::model::{
-    CatalogPage, NewProduct, Order, OrderRequest, OutboxBacklog, OutboxEntry, PaymentCompleted,
-    PaymentPlan, PaymentReceipt, Product, ProductEdit, RankedProduct, User,
+    CatalogPage, ClaimedEvent, FailedAttempt, NewProduct, Order, OrderRequest, OutboxBacklog,
+    PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit, RankedProduct, User,
 };
 use crate::values::{EventId, Points, ProductId, UserId};
 
@@ -191,6 +191,8 @@ pub trait Outbox: Send + Sync + 'static {
     /// retry time has come, or an earlier claim's lease ran out), oldest first, and leases them
     /// until `lease_until`: until then no other relay claims them, so no event is sent by two
     /// relays at the same moment. A relay that dies holding a lease only delays its events.
+    /// A claimed row that cannot be read back as an event is returned as an
+    /// [`UnreadableEvent`](crate::model::UnreadableEvent) in its place, leased like the rest.
     ///
     /// # Errors
     /// When the store fails; then nothing was claimed.
@@ -199,24 +201,20 @@ pub trait Outbox: Send + Sync + 'static {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
-    ) -> anyhow::Result<Vec<OutboxEntry>>;
+    ) -> anyhow::Result<Vec<ClaimedEvent>>;
 
-    /// Records that the event reached the platform at `at`; it is never sent again.
+    /// Records that these events reached the platform at `at`, in one step; they are never
+    /// sent again. Ids already delivered or unknown are ignored.
     ///
     /// # Errors
-    /// When the store fails; the event stays undelivered and will be sent again.
-    async fn mark_delivered(&self, id: EventId, at: DateTime<Utc>) -> anyhow::Result<()>;
+    /// When the store fails; the events stay undelivered and will be sent again.
+    async fn mark_delivered(&self, ids: Vec<EventId>, at: DateTime<Utc>) -> anyhow::Result<()>;
 
-    /// Records a failed attempt: one more attempt, the error, and when to try next.
+    /// Records failed attempts: for each, one more attempt, the error, and when to try next.
     ///
     /// # Errors
-    /// When the store fails; the event is retried when its lease runs out.
-    async fn mark_failed(
-        &self,
-        id: EventId,
-        retry_at: DateTime<Utc>,
-        error: String,
-    ) -> anyhow::Result<()>;
+    /// When the store fails; the events are retried when their lease runs out.
+    async fn mark_failed(&self, failures: Vec<FailedAttempt>) -> anyhow::Result<()>;
 
     /// How many events are waiting, how many of them have failed at least once, and when the
     /// oldest of them happened.

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 use domain::errors::{ChargeError, EditProductError, PayError, PlaceOrderError, RegisterError};
 use domain::idempotency::{IdempotencyError, IdempotencyKey, Outcome, Remember};
-use domain::model::{OutboxBacklog, OutboxEntry, ProductEdit, RankedProduct};
+use domain::model::{FailedAttempt, OutboxBacklog, OutboxEntry, ProductEdit, RankedProduct};
 use domain::values::{AmountError, Count, Price, ProductId, ProductName};
 use tokio::task::JoinSet;
 
 use crate::support::{
-    available, balance, form, one_payment, pending_id, place, plan, points, product_with,
+    available, balance, claim, form, one_payment, pending_id, place, plan, points, product_with,
     queued_events, secs, sold, t0, uid, user_with, Store,
 };
 
@@ -214,7 +214,7 @@ pub async fn pay_debits_settles_records_sales_and_queues_one_event<S: Store>(sto
     assert_eq!(available(&store, tea).await, 2, "sold units do not come back");
     assert_eq!(pending_id(&store, &alice, t0() + secs(10)).await, None);
     assert_eq!(sold(&store, tea).await, 3);
-    let events = store.claim_due(t0() + secs(10), t0() + secs(70), 10).await.expect("outbox");
+    let events = claim(&*store, t0() + secs(10), t0() + secs(70), 10).await;
     let events: Vec<_> = events.into_iter().map(|e| e.event).collect();
     assert_eq!(events, vec![the_plan.event], "exactly one event, exactly as planned");
 
@@ -387,27 +387,34 @@ pub async fn outbox_leases_retries_and_delivers_each_event<S: Store>(store: Arc<
     let now = t0() + secs(10);
 
     // Oldest first, up to the limit; the claimed ones are leased until `now + 30 s`.
-    let first = store.claim_due(now, now + secs(30), 2).await.expect("claim");
+    let first = claim(&*store, now, now + secs(30), 2).await;
     assert_eq!(first.iter().map(|e| e.attempts).collect::<Vec<_>>(), vec![0, 0]);
     assert_eq!(claim_ids(first), ids[..2].to_vec());
-    let rest = store.claim_due(now, now + secs(30), 10).await.expect("claim");
+    let rest = claim(&*store, now, now + secs(30), 10).await;
     assert_eq!(claim_ids(rest), ids[2..].to_vec(), "leased events are not claimed twice");
-    assert!(store.claim_due(now + secs(29), now + secs(60), 10).await.expect("claim").is_empty());
+    assert!(claim(&*store, now + secs(29), now + secs(60), 10).await.is_empty());
 
     // One delivered, one failed with a retry in 5 s, one whose relay vanished.
-    store.mark_delivered(ids[0].clone(), now + secs(1)).await.expect("delivered");
-    store.mark_failed(ids[1].clone(), now + secs(5), "HTTP 503".into()).await.expect("failed");
+    store.mark_delivered(vec![ids[0].clone()], now + secs(1)).await.expect("delivered");
+    store
+        .mark_failed(vec![FailedAttempt {
+            event_id: ids[1].clone(),
+            retry_at: now + secs(5),
+            error: "HTTP 503".into(),
+        }])
+        .await
+        .expect("failed");
     let backlog = store.backlog().await.expect("backlog");
     assert_eq!((backlog.undelivered, backlog.failing), (2, 1));
     assert_eq!(backlog.oldest, Some(t0() + secs(1)));
     assert_eq!(backlog.last_error.as_deref(), Some("HTTP 503"));
 
-    let retried = store.claim_due(now + secs(5), now + secs(35), 10).await.expect("claim");
+    let retried = claim(&*store, now + secs(5), now + secs(35), 10).await;
     assert_eq!(
         retried.iter().map(|e| (e.event.event_id.clone(), e.attempts)).collect::<Vec<_>>(),
         vec![(ids[1].clone(), 1)]
     );
-    let orphaned = store.claim_due(now + secs(30), now + secs(60), 10).await.expect("claim");
+    let orphaned = claim(&*store, now + secs(30), now + secs(60), 10).await;
     assert_eq!(
         claim_ids(orphaned),
         ids[2..].to_vec(),
@@ -418,12 +425,16 @@ pub async fn outbox_leases_retries_and_delivers_each_event<S: Store>(store: Arc<
         plan(&form(&uid("u2"), "order-u2", &[(tea, 1, 10)], t0() + secs(1), TTL), t0() + secs(1));
     assert_eq!(event.payment, the_plan.payment, "the event carries the whole payment");
 
-    store.mark_delivered(ids[1].clone(), now + secs(6)).await.expect("delivered");
-    store.mark_delivered(ids[2].clone(), now + secs(31)).await.expect("delivered");
-    store.mark_delivered(ids[2].clone(), now + secs(32)).await.expect("marking twice is harmless");
+    // Several in one call; an id already delivered is ignored.
+    let both = vec![ids[1].clone(), ids[2].clone()];
+    store.mark_delivered(both, now + secs(31)).await.expect("delivered");
+    store
+        .mark_delivered(vec![ids[2].clone()], now + secs(32))
+        .await
+        .expect("marking twice is harmless");
     assert_eq!(store.backlog().await.expect("backlog"), OutboxBacklog::default());
     assert!(
-        store.claim_due(now + secs(999), now + secs(9_999), 10).await.expect("claim").is_empty(),
+        claim(&*store, now + secs(999), now + secs(9_999), 10).await.is_empty(),
         "delivered events are never claimed again"
     );
 }
@@ -433,16 +444,16 @@ pub async fn delivered_events_are_purged_after_retention<S: Store>(store: Arc<S>
     let old = one_payment(&store, "old", tea, secs(0)).await.event.event_id;
     let recent = one_payment(&store, "recent", tea, secs(1)).await.event.event_id;
     let pending = one_payment(&store, "pending", tea, secs(2)).await.event.event_id;
-    store.claim_due(t0() + secs(5), t0() + secs(60), 10).await.expect("claim");
-    store.mark_delivered(old, t0() + secs(10)).await.expect("delivered");
-    store.mark_delivered(recent, t0() + secs(100)).await.expect("delivered");
+    claim(&*store, t0() + secs(5), t0() + secs(60), 10).await;
+    store.mark_delivered(vec![old], t0() + secs(10)).await.expect("delivered");
+    store.mark_delivered(vec![recent], t0() + secs(100)).await.expect("delivered");
 
     assert_eq!(store.purge_delivered(t0() + secs(50), 100).await.expect("purge"), 1);
     assert_eq!(store.purge_delivered(t0() + secs(50), 100).await.expect("purge"), 0);
     assert_eq!(store.purge_delivered(t0() + secs(1_000), 100).await.expect("purge"), 1);
     let backlog = store.backlog().await.expect("backlog");
     assert_eq!(backlog.undelivered, 1, "undelivered events are never purged");
-    let claimed = store.claim_due(t0() + secs(61), t0() + secs(120), 10).await.expect("claim");
+    let claimed = claim(&*store, t0() + secs(61), t0() + secs(120), 10).await;
     assert_eq!(claimed.into_iter().map(|e| e.event.event_id).collect::<Vec<_>>(), vec![pending]);
 }
 
@@ -458,7 +469,7 @@ pub async fn concurrent_claims_never_share_an_event<S: Store>(store: Arc<S>) {
         relays.spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let claimed = store.claim_due(now, now + secs(60), 3).await.expect("claim");
+                let claimed = claim(&*store, now, now + secs(60), 3).await;
                 if claimed.is_empty() {
                     return mine;
                 }

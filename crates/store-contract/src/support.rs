@@ -153,3 +153,17 @@ pub async fn sold<S: Store>(store: &Arc<S>, id: ProductId) -> i64 {
     let ranked = store.top_sellers(since, now, 1_000).await.expect("read ranking");
     ranked.iter().find(|r| r.product.id == id).map_or(0, |r| r.sold)
 }
+
+/// Claims due events and expects the claim, and each event in it, to be readable.
+pub async fn claim<S: Store + ?Sized>(
+    store: &S,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: usize,
+) -> Vec<domain::model::OutboxEntry> {
+    let claimed = store.claim_due(now, lease_until, limit).await.expect("claim");
+    claimed
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|unreadable| panic!("an unreadable event: {unreadable:?}")))
+        .collect()
+}

@@ -17,9 +17,9 @@ use domain::errors::{
 };
 use domain::idempotency::{IdempotencyError, IdempotencyRecord, Outcome, Remember};
 use domain::model::{
-    sales_hour, CatalogPage, NewProduct, Order, OrderLine, OrderRequest, OutboxBacklog,
-    OutboxEntry, PaymentCompleted, PaymentPlan, PaymentReceipt, Product, ProductEdit,
-    RankedProduct, User,
+    sales_hour, CatalogPage, ClaimedEvent, FailedAttempt, NewProduct, Order, OrderLine,
+    OrderRequest, OutboxBacklog, OutboxEntry, PaymentCompleted, PaymentPlan, PaymentReceipt,
+    Product, ProductEdit, RankedProduct, User,
 };
 use domain::ports::{
     HealthProbe, IdempotencyStore, OrderRepository, Outbox, PaymentRepository, ProductRepository,
@@ -378,7 +378,7 @@ impl Outbox for MemoryStore {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: usize,
-    ) -> anyhow::Result<Vec<OutboxEntry>> {
+    ) -> anyhow::Result<Vec<ClaimedEvent>> {
         let mut state = self.lock();
         let mut due: Vec<&mut QueuedEvent> =
             state.outbox.values_mut().filter(|queued| queued.due_at <= now).collect();
@@ -388,32 +388,31 @@ impl Outbox for MemoryStore {
             .take(limit)
             .map(|queued| {
                 queued.due_at = lease_until;
-                OutboxEntry { event: queued.event.clone(), attempts: queued.attempts }
+                Ok(OutboxEntry { event: queued.event.clone(), attempts: queued.attempts })
             })
             .collect())
     }
 
-    async fn mark_delivered(&self, id: EventId, at: DateTime<Utc>) -> anyhow::Result<()> {
+    async fn mark_delivered(&self, ids: Vec<EventId>, at: DateTime<Utc>) -> anyhow::Result<()> {
         let mut state = self.lock();
-        if let Some(seq) = state.outbox_index.remove(&id) {
-            state.outbox.remove(&seq);
-            state.delivered.push_back((at, id));
+        for id in ids {
+            if let Some(seq) = state.outbox_index.remove(&id) {
+                state.outbox.remove(&seq);
+                state.delivered.push_back((at, id));
+            }
         }
         Ok(())
     }
 
-    async fn mark_failed(
-        &self,
-        id: EventId,
-        retry_at: DateTime<Utc>,
-        error: String,
-    ) -> anyhow::Result<()> {
+    async fn mark_failed(&self, failures: Vec<FailedAttempt>) -> anyhow::Result<()> {
         let mut state = self.lock();
-        let seq = state.outbox_index.get(&id).copied();
-        if let Some(queued) = seq.and_then(|seq| state.outbox.get_mut(&seq)) {
-            queued.attempts = queued.attempts.saturating_add(1);
-            queued.due_at = retry_at;
-            queued.last_error = Some(error);
+        for failure in failures {
+            let seq = state.outbox_index.get(&failure.event_id).copied();
+            if let Some(queued) = seq.and_then(|seq| state.outbox.get_mut(&seq)) {
+                queued.attempts = queued.attempts.saturating_add(1);
+                queued.due_at = failure.retry_at;
+                queued.last_error = Some(failure.error);
+            }
         }
         Ok(())
     }

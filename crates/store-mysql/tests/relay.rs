@@ -86,3 +86,40 @@ async fn two_relays_deliver_every_event_once_and_never_concurrently() {
     assert!(per_relay.iter().all(|&n| n > 0), "both relays took part: {per_relay:?}");
     assert_eq!(first.backlog().await.expect("backlog").undelivered, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_row_fails_on_its_own_and_the_rows_claimed_with_it_are_delivered() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+
+    let options = PoolOptions { size: 4, ..PoolOptions::default() };
+    let (store, url) = store_mysql::testing::fresh_store_with_url(options).await;
+    let store = Arc::new(store);
+    let tea = product_with(&store, 10, 100).await;
+    let mut events = Vec::new();
+    for name in ["first", "broken", "last"] {
+        events.push(one_payment(&store, name, tea, secs(1)).await.event.event_id);
+    }
+    // A payment whose user id no longer parses: its event cannot be built.
+    tokio::task::spawn_blocking(move || {
+        let mut conn = diesel::MysqlConnection::establish(&url).expect("connect");
+        conn.batch_execute(
+            "UPDATE payments SET user_id = 'not a valid id!' WHERE user_id = 'broken'",
+        )
+        .expect("corrupt one row");
+    })
+    .await
+    .expect("task");
+
+    let recorder = Arc::new(Recorder::default());
+    let clock = Arc::new(ManualClock::new(t0() + secs(120)));
+    let relay = EventRelay::new(store.clone(), recorder.clone(), clock, RelaySettings::default());
+    let report = relay.relay_once().await.expect("one bad row does not fail the pass");
+    assert_eq!((report.claimed, report.delivered, report.failed), (3, 2, 1));
+    let delivered = recorder.delivered.lock().expect("lock").clone();
+    assert!(delivered.contains_key(&events[0]) && delivered.contains_key(&events[2]));
+    let backlog = store.backlog().await.expect("backlog");
+    assert_eq!((backlog.undelivered, backlog.failing), (1, 1));
+    let error = backlog.last_error.unwrap_or_default();
+    assert!(error.contains("unreadable outbox row"), "{error}");
+}
