@@ -8,6 +8,7 @@
 
 mod flash;
 mod load;
+mod platform;
 mod report;
 mod seed;
 
@@ -74,6 +75,12 @@ struct Options {
     /// The server's `MALL_DB_POOL_SIZE`; without it, the server's default (2 × CPU cores, ≥ 4).
     #[arg(long)]
     pool_size: Option<u32>,
+    /// The data platform's answer time in the delivery scenario, in ms.
+    #[arg(long, default_value_t = 5)]
+    platform_ms: u64,
+    /// Run only the delivery scenario (purchases with every payment sent to a data platform).
+    #[arg(long)]
+    delivery_only: bool,
     /// Write the results to this markdown file, with the raw results beside it (same name,
     /// .json) and the chart (.svg).
     #[arg(long)]
@@ -114,7 +121,11 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(database_url: Option<&str>, pool_size: Option<u32>) -> anyhow::Result<Self> {
+    fn start(
+        database_url: Option<&str>,
+        pool_size: Option<u32>,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?.with_file_name("mall");
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut command = Command::new(&exe);
@@ -131,6 +142,7 @@ impl Server {
         if let Some(size) = pool_size {
             command.env("MALL_DB_POOL_SIZE", size.to_string());
         }
+        command.envs(env.iter().copied());
         let child = command.spawn().with_context(|| format!("starting {}", exe.display()))?;
         let server = Self { child, base: format!("http://127.0.0.1:{port}") };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -240,27 +252,11 @@ async fn run_server(
             Some(tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url).await?)
         }
     };
-    let server = Server::start(url.as_deref(), options.pool_size)?;
+    let server = Server::start(url.as_deref(), options.pool_size, &[])?;
     let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
-    let started = Instant::now();
     let connections = options.connections as u64;
-    match &url {
-        None => {
-            eprintln!("{label} seeding over the API: {products} products, {users} users…");
-            seed::products_api(&client, &base, products, connections).await?;
-            seed::users_api(&client, &base, "u", users, seed::BALANCE, connections).await?;
-            seed::sales_api(&client, &base, products, users).await?;
-            eprintln!("{label} seeded in {:.1} s", started.elapsed().as_secs_f64());
-        }
-        Some(url) => {
-            let (url, label, hours) = (url.clone(), label.clone(), options.sales_hours);
-            tokio::task::spawn_blocking(move || {
-                seed::database(&url, &label, products, users, hours)
-            })
-            .await??;
-        }
-    }
+    seed_server(&client, &base, url.as_deref(), &label, products, users, options).await?;
     let mut rows = Vec::new();
     for (scenario, load) in scenarios(products, users, scale == 1) {
         let outcome = drive(
@@ -321,10 +317,119 @@ async fn run_server(
     Ok((rows, rss))
 }
 
+/// Seeds a fresh server: over the API in memory, with SQL on MariaDB.
+async fn seed_server(
+    client: &reqwest::Client,
+    base: &str,
+    url: Option<&str>,
+    label: &str,
+    products: u64,
+    users: u64,
+    options: &Options,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let connections = options.connections as u64;
+    match url {
+        None => {
+            eprintln!("{label} seeding over the API: {products} products, {users} users…");
+            seed::products_api(client, base, products, connections).await?;
+            seed::users_api(client, base, "u", users, seed::BALANCE, connections).await?;
+            seed::sales_api(client, base, products, users).await?;
+            eprintln!("{label} seeded in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        Some(url) => {
+            let (url, label, hours) = (url.to_owned(), label.to_owned(), options.sales_hours);
+            tokio::task::spawn_blocking(move || {
+                seed::database(&url, &label, products, users, hours)
+            })
+            .await??;
+        }
+    }
+    Ok(())
+}
+
+/// The scenario of the delivery row.
+pub const DELIVERY: &str = "purchase, each payment sent to a data platform";
+
+/// Purchases (order + pay over the catalog) on a fresh server whose payments go to a data
+/// platform that answers each POST after `--platform-ms`. Measures the payment rate, how long
+/// each event took from its `paid_at` to its arrival, and how long after the load the outbox
+/// was empty (`/health`'s `undelivered` back to 0).
+async fn run_delivery(store: Store, options: &Options) -> anyhow::Result<Row> {
+    let label = format!("[{} delivery]", store.name());
+    let platform = platform::Platform::start(Duration::from_millis(options.platform_ms)).await?;
+    let url = match store {
+        Store::Memory => None,
+        Store::Mariadb => {
+            Some(tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url).await?)
+        }
+    };
+    let env = [("MALL_DATA_PLATFORM_URL", platform.url.as_str())];
+    let server = Server::start(url.as_deref(), options.pool_size, &env)?;
+    let base = server.base.clone();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
+    let (products, users) = (options.products, options.users);
+    seed_server(&client, &base, url.as_deref(), &label, products, users, options).await?;
+    let load = Load::Purchase { products };
+    let scenario = format!("{label} {DELIVERY}");
+    let outcome =
+        drive(&client, &base, &scenario, options.seconds, options.connections, &load).await;
+    let load_ended = chrono::Utc::now();
+    let ended = Instant::now();
+    let mut drained = None;
+    while ended.elapsed() < Duration::from_secs(60) {
+        let health: serde_json::Value =
+            client.get(format!("{base}/health")).send().await?.json().await?;
+        if health["outbox"]["undelivered"].as_u64() == Some(0) {
+            drained = Some(ended.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arrivals = platform.arrivals();
+    let (events, posts) = platform.counts();
+    let mut lags: Vec<f64> = arrivals
+        .iter()
+        .map(|a| (a.arrived_at - a.paid_at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e3)
+        .collect();
+    let during = arrivals.iter().filter(|a| a.arrived_at <= load_ended).count();
+    let seconds = outcome.seconds.max(1e-9);
+    let (p50, p99) = (platform::quantile(&mut lags, 0.5), platform::quantile(&mut lags, 0.99));
+    let max = lags.last().copied().unwrap_or(0.0);
+    let drained = drained.map_or_else(|| "not within 60 s".to_owned(), |s| format!("{s:.2} s"));
+    let note = format!(
+        "{:.0} payments/s, {:.0} events/s arrived during the load; payment → arrival p50 \
+         {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms; outbox empty {drained} after the load; \
+         {events} events in {posts} POSTs; platform {} ms",
+        outcome.purchases as f64 / seconds,
+        during as f64 / seconds,
+        options.platform_ms,
+    );
+    eprintln!("{label} {note}");
+    let row = Row {
+        store: store.name(),
+        scale: 1,
+        scenario: DELIVERY,
+        requests: outcome.requests,
+        errors: outcome.errors,
+        errors_by_status: outcome.errors_by_status.clone(),
+        seconds: outcome.seconds,
+        p50_ms: outcome.p50_ms,
+        p99_ms: outcome.p99_ms,
+        purchases: Some(outcome.purchases),
+        note,
+    };
+    drop(server);
+    if let Some(url) = url {
+        tokio::task::spawn_blocking(move || drop_database(&url)).await??;
+    }
+    Ok(row)
+}
+
 /// The ceiling alone, when the in-memory store is not measured: `GET /health` on a bare
 /// in-memory server.
 async fn ceiling_only(options: &Options) -> anyhow::Result<Row> {
-    let server = Server::start(None, None)?;
+    let server = Server::start(None, None, &[])?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
     let load = Load::One(Arc::new(|c, b, _, _| c.get(format!("{b}/health"))));
     let label = "[memory, ceiling only] GET /health";
@@ -477,6 +582,14 @@ fn write_report(
          - **Purchase:** each connection, as its own user, orders one unit of a product drawn \
          uniformly from the catalog, then pays for it; req/s counts both requests, the note \
          counts completed purchases.\n\
+         - **Delivery:** the purchase load again, on a fresh server (MariaDB) whose payments \
+         go to a data platform in the bench that answers each POST with 204 after \
+         `--platform-ms` (5 ms), concurrent POSTs overlapping; the relay runs with its defaults \
+         (`MALL_RELAY_CONCURRENCY` 32). The note gives payments/s, events/s that arrived while \
+         the load ran, payment → arrival (the platform's clock minus `payment.paid_at`: same \
+         machine, same clock) at p50/p99/max over every event, and how long after the load \
+         `/health` showed an empty outbox. Goal: keep pace with the purchases, p99 ≤ 1 s, \
+         empty ≤ 3 s after the load.\n\
          - **vs ceiling:** the rate as a share of the in-memory `GET /health` in the same run: \
          the machine's HTTP ceiling with this load generator, which itself takes a large share \
          of the cores, so compare ratios rather than absolute figures across machines.\n\
@@ -517,14 +630,21 @@ async fn main() -> anyhow::Result<()> {
     let stores = options.stores();
     let mut rows = Vec::new();
     let mut rss = Vec::new();
-    if !stores.contains(&Store::Memory) {
+    if !stores.contains(&Store::Memory) || options.delivery_only {
         rows.push(ceiling_only(&options).await?);
     }
     for &store in &stores {
-        for scale in options.scales() {
-            let (measured, peak) = run_server(store, scale, &options).await?;
-            rows.extend(measured);
-            rss.push(peak);
+        if !options.delivery_only {
+            for scale in options.scales() {
+                let (measured, peak) = run_server(store, scale, &options).await?;
+                rows.extend(measured);
+                rss.push(peak);
+            }
+        }
+        // Delivery is measured where it is deployed: on MariaDB (in memory only when that is
+        // the one store asked for).
+        if store == Store::Mariadb || stores == [Store::Memory] {
+            rows.push(run_delivery(store, &options).await?);
         }
     }
     println!("{}", report::table(&rows, &rss));
@@ -547,6 +667,7 @@ async fn main() -> anyhow::Result<()> {
                 "users": options.users,
                 "scale": options.scale,
                 "sales_hours": options.sales_hours,
+                "platform_ms": options.platform_ms,
                 "quick": options.quick,
                 "stores": stores.iter().map(|s| s.name()).collect::<Vec<_>>(),
             },
