@@ -277,8 +277,28 @@ pub struct OutboxHealth {
     pub failing: u64,
     /// How long the oldest has waited, in seconds; `null` when none waits.
     pub oldest_age_secs: Option<f64>,
-    /// The last error of the oldest failing event.
+    /// The last error of the oldest failing event, with any URL in it shown as `<url>`.
     pub last_error: Option<String>,
+}
+
+/// `text` with every URL (`scheme://…`, up to the next space, less trailing punctuation)
+/// replaced by `<url>`: `/health` is public, and the data platform's URL may name an internal
+/// host or carry credentials. The log keeps the whole text.
+fn without_urls(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| {
+            let Some(at) = word.find("://") else { return word.to_owned() };
+            let scheme_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
+            let start = word[..at].rfind(|c: char| !scheme_char(c)).map_or(0, |i| i + 1);
+            let end = word
+                .trim_end_matches(|c: char| {
+                    c.is_whitespace() || matches!(c, ':' | ',' | ';' | '.' | ')' | ']' | '\'' | '"')
+                })
+                .len()
+                .max(at);
+            format!("{}<url>{}", &word[..start], &word[end..])
+        })
+        .collect()
 }
 
 impl From<HealthReport> for HealthBody {
@@ -291,7 +311,7 @@ impl From<HealthReport> for HealthBody {
                 undelivered: report.outbox.undelivered,
                 failing: report.outbox.failing,
                 oldest_age_secs,
-                last_error: report.outbox.last_error,
+                last_error: report.outbox.last_error.as_deref().map(without_urls),
             },
         }
     }

@@ -513,7 +513,41 @@ async fn health_is_200_and_503_when_the_store_is_down() {
     let mall =
         Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
     let down = service(mall, None).await;
-    assert_error(send(&down, get("/health")).await, 503, 7);
+    let (status, body) = send(&down, get("/health")).await;
+    assert!(!body.to_string().contains("unreachable"), "the cause is logged, not shown: {body}");
+    assert_error((status, body), 503, 7);
+}
+
+/// `/health` is public: the outbox's last error is shown, but not the URL in it, which may
+/// name an internal host or carry credentials.
+#[actix_web::test]
+async fn health_shows_the_last_delivery_error_without_the_platform_url() {
+    for (stored, shown) in [
+        (
+            "POST http://mall:hunter2@platform.internal:9000/events: Connection refused (os error 111)",
+            "POST <url>: Connection refused (os error 111)",
+        ),
+        ("timed out (reaching nats://10.1.2.3:4222/payments)", "timed out (reaching <url>)"),
+        ("the data platform answered HTTP 503", "the data platform answered HTTP 503"),
+    ] {
+        let mut outbox = domain::ports::MockOutbox::new();
+        outbox.expect_backlog().returning(move || {
+            Ok(domain::model::OutboxBacklog {
+                undelivered: 1,
+                failing: 1,
+                oldest: None,
+                last_error: Some(stored.to_owned()),
+            })
+        });
+        let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
+        stores.outbox = Arc::new(outbox);
+        let shop = shop();
+        let mall =
+            Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
+        let (status, body) = send(&service(mall, None).await, get("/health")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["outbox"]["last_error"], shown, "{body}");
+    }
 }
 
 #[actix_web::test]
