@@ -123,10 +123,35 @@ pub struct EditProductRequest {
     pub restock: Option<JsonInt>,
 }
 
+/// `raw` as a whole number written the one way a path or a query string may write it:
+/// `^(0|[1-9][0-9]*)$` — digits only (no sign, no spaces), no leading zero unless the number is
+/// 0 — as JSON writes numbers, so that a URL has one spelling (`/product/+1` and `/product/01`
+/// are not product 1). `None` otherwise, or past `u64::MAX`. (`str::parse` alone takes `+1`
+/// and `007`.)
+pub fn canonical_decimal(raw: &str) -> Option<u64> {
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    let canonical = digits && (raw == "0" || !raw.starts_with('0'));
+    canonical.then(|| raw.parse().ok()).flatten()
+}
+
+/// A query-string number, written as [`canonical_decimal`] requires.
+fn query_decimal<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let raw = String::deserialize(deserializer)?;
+    canonical_decimal(&raw).map(Some).ok_or_else(|| {
+        de::Error::custom(format!("{raw:?} is not a whole number written with digits only"))
+    })
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Products to skip; digits only, no leading zero.
+    #[serde(default, deserialize_with = "query_decimal")]
+    #[param(pattern = "^(0|[1-9][0-9]*)$")]
     pub offset: Option<u64>,
+    /// Products per page (1 or more; above 100 is 100); digits only, no leading zero.
+    #[serde(default, deserialize_with = "query_decimal")]
+    #[param(minimum = 1, pattern = "^(0|[1-9][0-9]*)$")]
     pub limit: Option<u64>,
 }
 
