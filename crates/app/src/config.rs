@@ -12,6 +12,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsAuth {
+    /// Anyone who can reach it (as before this setting existed).
+    Open,
+    /// The admin token, or a JWT with the admin role (401/403, code 6, otherwise).
+    Admin,
+}
+
 /// What to do; with none, serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
 pub enum Command {
@@ -37,6 +46,16 @@ pub struct Config {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "MALL_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
+
+    /// Serve /metrics on this address only (a second listener, e.g. an internal interface);
+    /// the main address then answers 404 there. Unset: /metrics is on the main address.
+    #[arg(long, env = "MALL_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+
+    /// Who may read /metrics, wherever it is served: anyone who reaches it, or only callers
+    /// with the admin token (or an admin JWT).
+    #[arg(long, env = "MALL_METRICS_AUTH", value_enum, default_value = "open")]
+    pub metrics_auth: MetricsAuth,
 
     /// MySQL/MariaDB URL, mysql://user:pass@host:port/db. Unset: the in-memory store.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]

@@ -29,12 +29,15 @@ use tokio::sync::{watch, Notify};
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use crate::config::Config;
+use crate::config::MetricsAuth;
 use crate::system::{SystemClock, UuidV7Ids};
 
 /// A built application, listening but not yet serving.
 pub struct Application {
     address: SocketAddr,
     server: Server,
+    /// The `MALL_METRICS_BIND` listener serving `/metrics` alone, when set.
+    metrics_server: Option<(SocketAddr, Server)>,
     mall: Mall,
     relay: EventRelay,
     relay_wake: Arc<Notify>,
@@ -116,6 +119,12 @@ impl Application {
             );
         }
         let rate_limits = config.rate_limit().map(|limit| Arc::new(RateLimits::new(limit)));
+        let metrics_server = match &config.metrics_bind {
+            Some(bind) => Some(metrics_server(bind, config.metrics_auth, &mall, &auth)?),
+            None => None,
+        };
+        // With a metrics address, the main one does not serve /metrics at all.
+        let main_metrics = config.metrics_bind.is_none().then_some(config.metrics_auth);
         let api = ApiSettings {
             auth,
             rate_limits: rate_limits.clone(),
@@ -130,17 +139,32 @@ impl Application {
                 .wrap(from_fn(http_api::enforce_timeout))
                 .wrap(from_fn(http_api::request_context))
                 .app_data(app_heartbeat.clone())
-                .configure(operations)
+                .configure(|cfg| operations(cfg, main_metrics))
                 .configure(http_api::configure(app_mall.clone(), api.clone()))
         })
         .disable_signals()
         .listen(listener)?
         .run();
-        Ok(Self { address, server, mall, relay, relay_wake, heartbeat, rate_limits, admin_token })
+        Ok(Self {
+            address,
+            server,
+            metrics_server,
+            mall,
+            relay,
+            relay_wake,
+            heartbeat,
+            rate_limits,
+            admin_token,
+        })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Where `/metrics` is served apart from the API (`MALL_METRICS_BIND`), if anywhere.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|(address, _)| *address)
     }
 
     /// The admin token in force (the configured one, or the demo's).
@@ -171,6 +195,10 @@ impl Application {
         ));
         let metrics = tokio::spawn(tasks::metrics_upkeep(stop_rx));
         tracing::info!(address = %self.address, "listening on http://{}", self.address);
+        let scrape_server = self.metrics_server.map(|(address, server)| {
+            tracing::info!(%address, "serving /metrics on http://{address}/metrics");
+            (server.handle(), tokio::spawn(server))
+        });
 
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
@@ -182,6 +210,10 @@ impl Application {
                 server.await
             }
         };
+        if let Some((handle, task)) = scrape_server {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         // Stopping is best effort: a task that already ended has dropped its receiver.
         let _ = stop_tx.send(true);
         let _ = tokio::join!(sweeper, relay, housekeeping, metrics);
@@ -226,10 +258,11 @@ async fn connect_with_retries(
     }
 }
 
-/// The operations routes `app` adds to the API: `/ready`, `/metrics`, and the API's own
-/// description at `/openapi.json` with Swagger UI at `/docs` (vendored: nothing is fetched).
-fn operations(cfg: &mut web::ServiceConfig) {
-    for (path, _, route) in ops_route_table() {
+/// The operations routes `app` adds to the API: `/ready`, `/metrics` (unless `metrics` is
+/// `None`: it is served on its own address), and the API's own description at `/openapi.json`
+/// with Swagger UI at `/docs` (vendored: nothing is fetched).
+fn operations(cfg: &mut web::ServiceConfig, metrics: Option<MetricsAuth>) {
+    for (path, _, route) in ops_route_table(metrics) {
         cfg.service(web::resource(path).route(route));
     }
     cfg.service(web::resource("/docs").route(web::get().to(|| async {
@@ -240,18 +273,63 @@ fn operations(cfg: &mut web::ServiceConfig) {
     .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi()));
 }
 
-fn ops_route_table() -> Vec<(&'static str, actix_web::http::Method, actix_web::Route)> {
+fn ops_route_table(
+    metrics: Option<MetricsAuth>,
+) -> Vec<(&'static str, actix_web::http::Method, actix_web::Route)> {
     use actix_web::http::Method;
-    vec![
-        ("/ready", Method::GET, web::get().to(ready::endpoint)),
-        ("/metrics", Method::GET, web::get().to(metrics::endpoint)),
-    ]
+    let mut table = vec![("/ready", Method::GET, web::get().to(ready::endpoint))];
+    if let Some(auth) = metrics {
+        table.push(("/metrics", Method::GET, metrics_route(auth)));
+    }
+    table
+}
+
+fn metrics_route(auth: MetricsAuth) -> actix_web::Route {
+    match auth {
+        MetricsAuth::Open => web::get().to(metrics::endpoint),
+        MetricsAuth::Admin => web::get().to(metrics::endpoint_for_admins),
+    }
+}
+
+/// The `MALL_METRICS_BIND` listener: `/metrics` and nothing else (404 code 1 elsewhere), with
+/// the same authentication as the API for `MALL_METRICS_AUTH=admin`.
+fn metrics_server(
+    bind: &str,
+    auth_rule: MetricsAuth,
+    mall: &Mall,
+    auth: &Authenticator,
+) -> anyhow::Result<(SocketAddr, Server)> {
+    let listener = TcpListener::bind(bind)
+        .with_context(|| format!("cannot listen on {bind} (MALL_METRICS_BIND)"))?;
+    let address = listener.local_addr()?;
+    let mall = web::Data::new(mall.clone());
+    let auth = web::Data::new(auth.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(mall.clone())
+            .app_data(auth.clone())
+            .service(web::resource("/metrics").route(metrics_route(auth_rule)).default_service(
+                web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(http_api::ApiError::method_not_allowed())
+                }),
+            ))
+            .default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(http_api::ApiError::not_found("no such route"))
+            }))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok((address, server))
 }
 
 /// Every route the service answers that its description must list: the API's and the
 /// operations routes.
 pub fn routes() -> Vec<(&'static str, actix_web::http::Method)> {
-    let ops = ops_route_table().into_iter().map(|(path, method, _)| (path, method));
+    let ops = ops_route_table(Some(MetricsAuth::Open))
+        .into_iter()
+        .map(|(path, method, _)| (path, method));
     http_api::routes().into_iter().chain(ops).collect()
 }
 

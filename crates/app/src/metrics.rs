@@ -36,8 +36,17 @@ pub fn handle() -> &'static PrometheusHandle {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     description = "Prometheus metrics: requests and latency by route and status, business \
-                   counters, the outbox backlog, the database pool.",
-    responses((status = 200, description = "the Prometheus text format", content_type = "text/plain")))]
+                   counters, the outbox backlog, the database pool. With MALL_METRICS_BIND it is \
+                   served on that address instead of this one; with MALL_METRICS_AUTH=admin it \
+                   needs the admin credentials.",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "the Prometheus text format", content_type = "text/plain"),
+        (status = 401, description = "MALL_METRICS_AUTH=admin: missing or wrong admin credentials (code 6)",
+         body = http_api::ErrorResponse),
+        (status = 403, description = "MALL_METRICS_AUTH=admin: not an admin, or no admin token set (code 6)",
+         body = http_api::ErrorResponse),
+    ))]
 pub async fn endpoint(mall: web::Data<Mall>) -> HttpResponse {
     if let Ok(report) = mall.health().await {
         metrics::gauge!("mall_outbox_undelivered").set(report.outbox.undelivered as f64);
@@ -48,4 +57,9 @@ pub async fn endpoint(mall: web::Data<Mall>) -> HttpResponse {
     let handle = handle();
     handle.run_upkeep();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(handle.render())
+}
+
+/// `/metrics` for admins only (`MALL_METRICS_AUTH=admin`): the credentials are checked first.
+pub async fn endpoint_for_admins(_admin: http_api::Admin, mall: web::Data<Mall>) -> HttpResponse {
+    endpoint(mall).await
 }

@@ -39,17 +39,18 @@ fn now_ms() -> i64 {
 /// Readiness: database, migrations, relay.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     description = "Whether this instance should get traffic: the database answers, every \
-                   migration is applied, the outbox relay is alive. 503 (code 7) names the failing check.",
+                   migration is applied, the outbox relay is alive. 503 (code 7) names the \
+                   failing checks in `failing`; their causes are logged, not shown.",
     responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
 pub async fn endpoint(mall: web::Data<Mall>, relay: web::Data<Arc<Heartbeat>>) -> HttpResponse {
     let database = match mall.health().await {
         Ok(_) => json!({"ok": true}),
-        Err(error) => json!({"ok": false, "error": format!("{error:#}")}),
+        Err(error) => failed("database", &error),
     };
     let migrations = match mall.pending_migrations().await {
         Ok(0) => json!({"ok": true, "pending": 0}),
         Ok(pending) => json!({"ok": false, "pending": pending}),
-        Err(error) => json!({"ok": false, "error": format!("{error:#}")}),
+        Err(error) => failed("migrations", &error),
     };
     let relay = match relay.silence_ms() {
         Some(silence) if silence <= RELAY_SILENCE_LIMIT_MS => {
@@ -58,15 +59,110 @@ pub async fn endpoint(mall: web::Data<Mall>, relay: web::Data<Arc<Heartbeat>>) -
         Some(silence) => json!({"ok": false, "last_turn_secs": silence as f64 / 1e3}),
         None => json!({"ok": false, "error": "the relay has not started"}),
     };
-    let ready = [&database, &migrations, &relay].iter().all(|check| check["ok"] == true);
-    let (status, code, word) = if ready {
-        (StatusCode::OK, 0, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, 7, "not ready")
-    };
-    HttpResponse::build(status).json(json!({
-        "errorcode": code,
-        "status": word,
-        "checks": {"database": database, "migrations": migrations, "relay": relay},
+    let checks = [("database", database), ("migrations", migrations), ("relay", relay)];
+    let failing: Vec<&str> =
+        checks.iter().filter(|(_, check)| check["ok"] != true).map(|(name, _)| *name).collect();
+    let checks: serde_json::Map<String, serde_json::Value> =
+        checks.into_iter().map(|(name, check)| (name.to_owned(), check)).collect();
+    if failing.is_empty() {
+        return HttpResponse::Ok()
+            .json(json!({"errorcode": 0, "status": "ready", "checks": checks}));
+    }
+    HttpResponse::build(StatusCode::SERVICE_UNAVAILABLE).json(json!({
+        "errorcode": 7,
+        "status": "not ready",
+        "message": format!("not ready: {}", failing.join(", ")),
+        "failing": failing,
+        "checks": checks,
     }))
+}
+
+/// A check that could not run: its cause (which may hold host names, SQL or a user name) goes
+/// to the log; the answer only says the check failed.
+fn failed(check: &'static str, error: &anyhow::Error) -> serde_json::Value {
+    tracing::warn!(check, error = format!("{error:#}"), "a readiness check failed");
+    json!({"ok": false})
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use domain::support::{ManualClock, SequentialIds};
+    use domain::{Settings, Stores};
+    use store_memory::MemoryStore;
+
+    use super::*;
+
+    const CAUSE: &str = "Access denied for user 'mall'@'db.internal.example' (using password: YES)";
+    const SQL_CAUSE: &str =
+        "SELECT version FROM __diesel_schema_migrations: Lost connection to db.internal.example:3306";
+
+    /// A store whose every probe fails with a cause that must not reach the client.
+    struct FailingProbe;
+
+    #[async_trait::async_trait]
+    impl domain::ports::HealthProbe for FailingProbe {
+        async fn check(&self) -> anyhow::Result<()> {
+            Err(anyhow::anyhow!(CAUSE))
+        }
+
+        async fn pending_migrations(&self) -> anyhow::Result<usize> {
+            Err(anyhow::anyhow!(SQL_CAUSE))
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_failing_check_is_named_and_its_cause_is_logged_not_shown() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
+        stores.health = Arc::new(FailingProbe);
+        let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let mall =
+            Mall::new(stores, clock, Arc::new(SequentialIds::new("id")), Settings::default());
+        let heartbeat = Arc::new(Heartbeat::default());
+        heartbeat.beat();
+        let response = endpoint(web::Data::new(mall), web::Data::new(heartbeat)).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = actix_web::body::to_bytes(response.into_body()).await.expect("a body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["errorcode"], 7, "{body}");
+        assert_eq!(body["failing"], json!(["database", "migrations"]), "{body}");
+        assert_eq!(body["checks"]["database"], json!({"ok": false}), "{body}");
+        assert_eq!(body["checks"]["migrations"], json!({"ok": false}), "{body}");
+        assert_eq!(body["checks"]["relay"]["ok"], true, "{body}");
+        let shown = body.to_string();
+        for secret in ["db.internal", "Access denied", "SELECT", "mall'", "3306"] {
+            assert!(!shown.contains(secret), "{secret:?} shown: {body}");
+        }
+
+        let logged = String::from_utf8(log.0.lock().expect("lock").clone()).expect("UTF-8");
+        for line in [CAUSE, SQL_CAUSE] {
+            assert!(logged.contains(line), "the cause is logged: {logged}");
+        }
+        assert!(logged.contains("WARN"), "{logged}");
+    }
 }

@@ -464,6 +464,13 @@ async fn losing_the_database_answers_503_code_7() {
             (StatusCode::SERVICE_UNAVAILABLE, json!(7)),
             "{path}: {body}"
         );
+        let shown = body.to_string();
+        for cause in [user.as_str(), "denied", "@"] {
+            assert!(!shown.contains(cause), "{path} shows the cause {cause:?}: {body}");
+        }
+        if path == "/ready" {
+            assert_eq!(body["failing"][0], "database", "/ready names the failing check: {body}");
+        }
     }
 }
 

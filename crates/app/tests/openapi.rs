@@ -97,3 +97,25 @@ async fn every_documented_operation_is_routed() {
         );
     }
 }
+
+/// Numbers in paths and query strings are digits only, no leading zero; the description says so.
+#[test]
+fn numeric_parameters_declare_their_pattern() {
+    let doc = serde_json::to_value(app::openapi()).expect("serializable");
+    let parameter = |path: &str, method: &str, name: &str| -> Value {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .and_then(|all| all.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{method} {path} declares {name}"))
+    };
+    for method in ["get", "patch"] {
+        let id = parameter("/product/{product_id}", method, "product_id");
+        assert_eq!(id["schema"]["pattern"], "^[1-9][0-9]*$", "{id}");
+        assert_eq!(id["schema"]["minimum"], 1, "{id}");
+    }
+    for name in ["offset", "limit"] {
+        let page = parameter("/product", "get", name);
+        assert_eq!(page["schema"]["pattern"], "^(0|[1-9][0-9]*)$", "{page}");
+    }
+}

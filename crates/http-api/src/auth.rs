@@ -165,7 +165,10 @@ fn verifier(settings: JwtSettings) -> anyhow::Result<(DecodingKey, Validation)> 
     };
     // One algorithm, pinned: a token signed any other way (or `none`) is refused.
     let mut validation = Validation::new(algorithm);
+    // The same 5 s of clock skew for `exp` and `nbf`. `nbf` is checked when a token has one
+    // (jsonwebtoken leaves it unchecked by default) but not required.
     validation.leeway = 5;
+    validation.validate_nbf = true;
     let mut required = vec!["exp", "sub"];
     if let Some(issuer) = settings.issuer {
         validation.set_issuer(&[issuer]);

@@ -123,10 +123,35 @@ pub struct EditProductRequest {
     pub restock: Option<JsonInt>,
 }
 
+/// `raw` as a whole number written the one way a path or a query string may write it:
+/// `^(0|[1-9][0-9]*)$` — digits only (no sign, no spaces), no leading zero unless the number is
+/// 0 — as JSON writes numbers, so that a URL has one spelling (`/product/+1` and `/product/01`
+/// are not product 1). `None` otherwise, or past `u64::MAX`. (`str::parse` alone takes `+1`
+/// and `007`.)
+pub fn canonical_decimal(raw: &str) -> Option<u64> {
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    let canonical = digits && (raw == "0" || !raw.starts_with('0'));
+    canonical.then(|| raw.parse().ok()).flatten()
+}
+
+/// A query-string number, written as [`canonical_decimal`] requires.
+fn query_decimal<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let raw = String::deserialize(deserializer)?;
+    canonical_decimal(&raw).map(Some).ok_or_else(|| {
+        de::Error::custom(format!("{raw:?} is not a whole number written with digits only"))
+    })
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Products to skip; digits only, no leading zero.
+    #[serde(default, deserialize_with = "query_decimal")]
+    #[param(pattern = "^(0|[1-9][0-9]*)$")]
     pub offset: Option<u64>,
+    /// Products per page (1 or more; above 100 is 100); digits only, no leading zero.
+    #[serde(default, deserialize_with = "query_decimal")]
+    #[param(minimum = 1, pattern = "^(0|[1-9][0-9]*)$")]
     pub limit: Option<u64>,
 }
 
@@ -277,8 +302,28 @@ pub struct OutboxHealth {
     pub failing: u64,
     /// How long the oldest has waited, in seconds; `null` when none waits.
     pub oldest_age_secs: Option<f64>,
-    /// The last error of the oldest failing event.
+    /// The last error of the oldest failing event, with any URL in it shown as `<url>`.
     pub last_error: Option<String>,
+}
+
+/// `text` with every URL (`scheme://…`, up to the next space, less trailing punctuation)
+/// replaced by `<url>`: `/health` is public, and the data platform's URL may name an internal
+/// host or carry credentials. The log keeps the whole text.
+fn without_urls(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| {
+            let Some(at) = word.find("://") else { return word.to_owned() };
+            let scheme_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.');
+            let start = word[..at].rfind(|c: char| !scheme_char(c)).map_or(0, |i| i + 1);
+            let end = word
+                .trim_end_matches(|c: char| {
+                    c.is_whitespace() || matches!(c, ':' | ',' | ';' | '.' | ')' | ']' | '\'' | '"')
+                })
+                .len()
+                .max(at);
+            format!("{}<url>{}", &word[..start], &word[end..])
+        })
+        .collect()
 }
 
 impl From<HealthReport> for HealthBody {
@@ -291,7 +336,7 @@ impl From<HealthReport> for HealthBody {
                 undelivered: report.outbox.undelivered,
                 failing: report.outbox.failing,
                 oldest_age_secs,
-                last_error: report.outbox.last_error,
+                last_error: report.outbox.last_error.as_deref().map(without_urls),
             },
         }
     }

@@ -20,8 +20,8 @@ use actix_web::{web, Resource};
 use domain::Mall;
 use tracing::Instrument;
 
-pub use auth::{Authenticator, Caller, JwtKey, JwtSettings, ADMIN_ROLE};
-pub use error::{ApiError, ErrorCode};
+pub use auth::{Admin, Authenticator, Caller, JwtKey, JwtSettings, ADMIN_ROLE};
+pub use error::{ApiError, ErrorCode, ErrorResponse};
 pub use limits::{RateLimit, RateLimits};
 pub use openapi::ApiDoc;
 

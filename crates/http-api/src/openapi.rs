@@ -55,6 +55,7 @@ impl Modify for BearerAuth {
 }
 
 const USER_ID: &str = "1-64 characters of [A-Za-z0-9._-]";
+const PRODUCT_ID: &str = "a positive integer, digits only, no leading zero";
 
 /// Liveness: the store answers.
 #[utoipa::path(get, path = "/health", tag = "operations",
@@ -124,7 +125,8 @@ async fn add_product() {}
 
 /// Look a product up.
 #[utoipa::path(get, path = "/product/{product_id}", tag = "catalog",
-    params(("product_id" = i64, Path, description = "a positive integer")),
+    params(("product_id" = i64, Path, description = PRODUCT_ID, minimum = 1,
+            pattern = "^[1-9][0-9]*$")),
     responses(
         (status = 200, description = "quantity is the available stock", body = Success<ProductBody>),
         (status = 400, description = "bad id (code 1)", body = ErrorResponse),
@@ -134,7 +136,8 @@ async fn product() {}
 
 /// Edit or restock a product (admin).
 #[utoipa::path(patch, path = "/product/{product_id}", tag = "catalog",
-    params(("product_id" = i64, Path, description = "a positive integer")),
+    params(("product_id" = i64, Path, description = PRODUCT_ID, minimum = 1,
+            pattern = "^[1-9][0-9]*$")),
     request_body = EditProductRequest, security(("bearer" = [])),
     responses(
         (status = 200, body = Success<ProductBody>),

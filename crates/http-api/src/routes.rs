@@ -9,9 +9,9 @@ use domain::Mall;
 
 use crate::auth::{Admin, Caller, Throttled};
 use crate::dto::{
-    order_items, AmountBody, CatalogBody, ChargeRequest, EditProductRequest, HealthBody,
-    ItemRequest, NewProductRequest, OrderBody, PageQuery, PayBody, ProductBody, RankedBody,
-    RegisterRequest, Success,
+    canonical_decimal, order_items, AmountBody, CatalogBody, ChargeRequest, EditProductRequest,
+    HealthBody, ItemRequest, NewProductRequest, OrderBody, PageQuery, PayBody, ProductBody,
+    RankedBody, RegisterRequest, Success,
 };
 use crate::error::ApiError;
 
@@ -100,9 +100,12 @@ fn log_order(order_id: &domain::values::OrderId) {
     tracing::Span::current().record("order_id", order_id.as_str());
 }
 
+/// A path's product id: a positive integer written with digits only, no leading zero.
 fn product_id(raw: &str) -> Result<ProductId, ApiError> {
-    let number = raw.parse::<i64>().map_err(|_| {
-        ApiError::bad_request(format!("product id {raw:?} is not a positive integer"))
+    let number = canonical_decimal(raw).and_then(|n| i64::try_from(n).ok()).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "product id {raw:?} is not a positive integer written with digits only"
+        ))
     })?;
     Ok(ProductId::new(number)?)
 }

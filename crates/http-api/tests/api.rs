@@ -188,6 +188,34 @@ async fn product_lookup_and_catalog_pages() {
     }
 }
 
+/// Numbers in paths and query strings are written one way: digits only, no sign, no leading
+/// zero (as JSON writes them), so `/product/+1` and `/product/01` are not aliases of product 1.
+#[actix_web::test]
+async fn ids_and_page_numbers_are_canonical_digits() {
+    let app = service(shop().mall, Some(TOKEN)).await;
+    stocked(&app).await;
+    for bad in ["+1", "%2B1", "01", "007", "00", "%201", "1%20", "1.0", "1e0", "0x1", "%EF%BC%91"] {
+        let path = format!("/product/{bad}");
+        assert_error(send(&app, get(&path)).await, 400, 1);
+        assert_error(send(&app, admin(patch(&path, json!({"restock": 1})))).await, 400, 1);
+    }
+    let (status, body) = send(&app, get("/product/1")).await;
+    assert_eq!(
+        (status, body["product"]["quantity"].clone()),
+        (StatusCode::OK, json!(10)),
+        "{body}"
+    );
+    let (status, _) = send(&app, get("/product/9223372036854775807")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the largest id is an id");
+
+    for bad in ["limit=%2B1", "offset=%2B1", "limit=01", "offset=00", "offset=01", "limit=1.0"] {
+        assert_error(send(&app, get(&format!("/product?{bad}"))).await, 400, 1);
+    }
+    for good in ["offset=0&limit=1", "offset=1", "limit=100", "offset=18446744073709551615"] {
+        assert_eq!(send(&app, get(&format!("/product?{good}"))).await.0, StatusCode::OK, "{good}");
+    }
+}
+
 #[actix_web::test]
 async fn catalog_caps_pages_at_100() {
     let app = service(shop().mall, Some(TOKEN)).await;
@@ -513,7 +541,41 @@ async fn health_is_200_and_503_when_the_store_is_down() {
     let mall =
         Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
     let down = service(mall, None).await;
-    assert_error(send(&down, get("/health")).await, 503, 7);
+    let (status, body) = send(&down, get("/health")).await;
+    assert!(!body.to_string().contains("unreachable"), "the cause is logged, not shown: {body}");
+    assert_error((status, body), 503, 7);
+}
+
+/// `/health` is public: the outbox's last error is shown, but not the URL in it, which may
+/// name an internal host or carry credentials.
+#[actix_web::test]
+async fn health_shows_the_last_delivery_error_without_the_platform_url() {
+    for (stored, shown) in [
+        (
+            "POST http://mall:hunter2@platform.internal:9000/events: Connection refused (os error 111)",
+            "POST <url>: Connection refused (os error 111)",
+        ),
+        ("timed out (reaching nats://10.1.2.3:4222/payments)", "timed out (reaching <url>)"),
+        ("the data platform answered HTTP 503", "the data platform answered HTTP 503"),
+    ] {
+        let mut outbox = domain::ports::MockOutbox::new();
+        outbox.expect_backlog().returning(move || {
+            Ok(domain::model::OutboxBacklog {
+                undelivered: 1,
+                failing: 1,
+                oldest: None,
+                last_error: Some(stored.to_owned()),
+            })
+        });
+        let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
+        stores.outbox = Arc::new(outbox);
+        let shop = shop();
+        let mall =
+            Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
+        let (status, body) = send(&service(mall, None).await, get("/health")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["outbox"]["last_error"], shown, "{body}");
+    }
 }
 
 #[actix_web::test]

@@ -250,6 +250,41 @@ async fn issuer_and_audience_are_enforced_when_configured() {
     assert_eq!(call(&app, Method::GET, "/user/alice/point", None, Some(&no_aud)).await.0, 401);
 }
 
+/// `nbf` (not before) is enforced when a token has one, with the same 5 s leeway as `exp`; a
+/// token without `nbf` is still accepted.
+#[actix_web::test]
+async fn a_token_not_yet_valid_is_refused() {
+    let app = app_with(jwt_settings(JwtKey::Secret(SECRET.into()))).await;
+    call(&app, Method::POST, "/user", Some(json!({"id": "alice"})), Some(ADMIN_TOKEN)).await;
+    let token = |extra: Value| {
+        let mut claims = json!({"sub": "alice", "exp": now() + 3_600});
+        claims.as_object_mut().expect("an object").extend(extra.as_object().expect("").clone());
+        hs256(&claims, SECRET)
+    };
+    for (nbf, why) in [
+        (json!({"nbf": now() + 600}), "nbf ten minutes ahead"),
+        (json!({"nbf": now() + 60}), "nbf past the leeway"),
+        (json!({"nbf": "soon"}), "nbf not a number"),
+    ] {
+        let (status, answer) =
+            call(&app, Method::GET, "/user/alice/point", None, Some(&token(nbf))).await;
+        assert_eq!((status, answer["errorcode"].clone()), (401, json!(6)), "{why}: {answer}");
+    }
+    for (nbf, why) in [
+        (json!({}), "no nbf"),
+        (json!({"nbf": now() - 60}), "nbf in the past"),
+        (json!({"nbf": now() + 2}), "nbf within the leeway"),
+    ] {
+        let (status, answer) =
+            call(&app, Method::GET, "/user/alice/point", None, Some(&token(nbf))).await;
+        assert_eq!((status, answer["amount"].clone()), (200, json!(0)), "{why}: {answer}");
+    }
+    // An admin JWT is held to the same rule.
+    let early_admin = token(json!({"role": "admin", "nbf": now() + 600}));
+    let edit = Some(json!({"restock": 1}));
+    assert_eq!(call(&app, Method::PATCH, "/product/1", edit, Some(&early_admin)).await.0, 401);
+}
+
 #[actix_web::test]
 async fn weak_secrets_and_bad_keys_are_refused_at_start() {
     let weak = JwtSettings { key: JwtKey::Secret("short".into()), issuer: None, audience: None };

@@ -60,6 +60,7 @@ fn segment() -> impl Strategy<Value = String> {
         "[a-z0-9._-]{1,70}",
         "\\PC{0,20}".prop_map(|s| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>()),
         "-?[0-9]{1,25}",
+        "(\\+|%2B|-|0|00|%20)[0-9]{1,5}",
     ]
 }
 
@@ -201,6 +202,48 @@ proptest! {
             if !status.is_success() {
                 assert_eq!(snapshot(&app).await, before, "a refused request changed state: {case}");
             }
+        });
+    }
+
+    /// A product id in a path is a positive integer in canonical decimal, or a 400: never a
+    /// sign, a leading zero or anything else that `str::parse` would forgive.
+    #[test]
+    fn a_product_id_that_is_not_canonical_digits_is_400(
+        seg in "(\\+|%2B|-|0|00|%20|x)?[0-9]{1,20}(\\.0|e0|%20|_)?",
+        patch in any::<bool>(),
+    ) {
+        let canonical = !seg.is_empty()
+            && seg.bytes().all(|b| b.is_ascii_digit())
+            && !seg.starts_with('0')
+            && seg.parse::<i64>().is_ok();
+        prop_assume!(!canonical);
+        let system = actix_web::rt::System::new();
+        system.block_on(async move {
+            let stores = Stores::from_one(Arc::new(MemoryStore::new()));
+            let clock = Arc::new(ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time")));
+            let mall = Mall::new(stores, clock, Arc::new(SequentialIds::new("id")), Settings::default());
+            let app = test::init_service(
+                App::new().configure(configure(mall, ApiSettings::open(Some(TOKEN.into())))),
+            )
+            .await;
+            let tea = TestRequest::post()
+                .uri("/product")
+                .insert_header((header::AUTHORIZATION, format!("Bearer {TOKEN}")))
+                .set_json(json!({"name": "Tea", "price": 100, "quantity": 5}));
+            assert!(test::call_service(&app, tea.to_request()).await.status().is_success());
+            let path = format!("/product/{seg}");
+            let request = if patch {
+                TestRequest::patch()
+                    .uri(&path)
+                    .insert_header((header::AUTHORIZATION, format!("Bearer {TOKEN}")))
+                    .set_json(json!({"restock": 1}))
+            } else {
+                TestRequest::get().uri(&path)
+            };
+            let response = test::call_service(&app, request.to_request()).await;
+            let status = response.status().as_u16();
+            let body: Value = serde_json::from_slice(&test::read_body(response).await).expect("JSON");
+            assert_eq!((status, body["errorcode"].clone()), (400, json!(1)), "{path}: {body}");
         });
     }
 }
