@@ -95,6 +95,8 @@ pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 pub struct HttpPublisher {
     client: reqwest::Client,
     url: reqwest::Url,
+    /// The URL without its credentials, for errors (they reach logs and `/health`).
+    shown: String,
 }
 
 impl HttpPublisher {
@@ -116,7 +118,10 @@ impl HttpPublisher {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client")?;
-        Ok(Self { client, url })
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        Ok(Self { client, url, shown: shown.to_string() })
     }
 }
 
@@ -130,7 +135,7 @@ impl EventPublisher for HttpPublisher {
             .json(&EventBody::from(&event))
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("POST {}: {}", self.url, reqwest_cause(&e)))?;
+            .map_err(|e| anyhow::anyhow!("POST {}: {}", self.shown, reqwest_cause(&e)))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -291,5 +296,9 @@ mod tests {
         let publisher = HttpPublisher::new(&url, Duration::from_secs(1)).expect("publisher");
         let error = publisher.publish(event()).await.expect_err("nothing listens");
         assert!(format!("{error:#}").contains("POST"), "{error:#}");
+        let with_password = url.replace("http://", "http://mall:hunter2@");
+        let publisher = HttpPublisher::new(&with_password, Duration::from_secs(1)).expect("ok");
+        let error = format!("{:#}", publisher.publish(event()).await.expect_err("nothing"));
+        assert!(!error.contains("hunter2") && !error.contains("mall:"), "{error}");
     }
 }
