@@ -2,6 +2,7 @@
 //! `nats://127.0.0.1:4222`). Each test makes its own in-memory stream on its own subject and
 //! deletes it at the end. Where no NATS answers, each test says "skipped" and passes.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
@@ -257,4 +258,92 @@ async fn an_unreachable_server_is_an_error_within_the_timeout() {
         assert!(Instant::now() < deadline, "the cause is named: {message}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A TCP forwarder to the test NATS on a port of its own: NATS as the publisher sees it, which
+/// the test can take down (every connection cut, new ones refused) and bring back.
+struct Forwarder {
+    port: u16,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Forwarder {
+    /// A port where nothing listens yet.
+    fn down() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("address").port();
+        Self { port, tasks: Arc::default() }
+    }
+
+    async fn come_up(&self) {
+        let upstream = nats_url().trim_start_matches("nats://").trim_end_matches('/').to_owned();
+        let listener =
+            tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.expect("the port");
+        let tasks = self.tasks.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let copying = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().expect("lock").push(copying.abort_handle());
+            }
+        });
+        self.tasks.lock().expect("lock").push(accepting.abort_handle());
+    }
+
+    /// Cuts every connection and stops listening.
+    async fn go_down(&self) {
+        for task in self.tasks.lock().expect("lock").drain(..) {
+            task.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // the sockets close
+    }
+}
+
+/// Publishes `id` until the stream acknowledges it, for at most `patience`.
+async fn publish_until_acknowledged(publisher: &NatsPublisher, id: &str, patience: Duration) {
+    let started = Instant::now();
+    while let Err(error) = publisher.publish(event(id)).await {
+        assert!(started.elapsed() < patience, "not delivered after {patience:?}: {error:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("{id} delivered {:?} after NATS came back", started.elapsed());
+}
+
+#[tokio::test]
+async fn nats_down_at_start_or_lost_later_is_an_error_until_it_is_back() {
+    let Some(stream) = TestStream::create(|_| {}).await else { return };
+    let nats = Forwarder::down();
+    let url = format!("nats://127.0.0.1:{}/{}", nats.port, stream.subject);
+    let publisher = NatsPublisher::connect(&url, TIMEOUT).await.expect("starting is not an error");
+    let error = publisher.publish(event("evt-1")).await.expect_err("down");
+    assert!(format!("{error:#}").contains("not connected"), "{error:#}");
+
+    // Down for a second, then up: the client reconnects by itself (its pause between tries
+    // grows to 4 s at most).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nats.come_up().await;
+    publish_until_acknowledged(&publisher, "evt-1", Duration::from_secs(6)).await;
+
+    // The connection is cut: an error within the timeout, not a hang, and no queued message.
+    nats.go_down().await;
+    let started = Instant::now();
+    let error = publisher.publish(event("evt-2")).await.expect_err("the connection is gone");
+    eprintln!("the error: {error:#}");
+    assert!(started.elapsed() <= TIMEOUT + Duration::from_millis(100), "{:?}", started.elapsed());
+
+    nats.come_up().await;
+    publish_until_acknowledged(&publisher, "evt-2", Duration::from_secs(6)).await;
+    let ids: Vec<_> = stream
+        .messages()
+        .await
+        .iter()
+        .map(|m| m.headers.get(NATS_MSG_ID).map(|v| v.as_str().to_owned()))
+        .collect();
+    assert_eq!(ids, [Some("evt-1".to_owned()), Some("evt-2".to_owned())]);
+    nats.go_down().await;
+    stream.delete().await;
 }
