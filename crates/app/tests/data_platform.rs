@@ -167,6 +167,21 @@ async fn events_wait_while_the_platform_is_down_and_all_arrive_when_it_is_up(
     platform.close().await;
 }
 
+/// NATS unreachable when `mall` starts does not stop it: payments are taken, their events wait,
+/// and `/health` says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_nats_at_start_leaves_the_service_up_with_the_reason_in_health() {
+    let port = common::closed_port();
+    let shop = spawn_shop(Backend::Memory, &format!("nats://127.0.0.1:{port}/mall.payments")).await;
+    let tea = shop.product(10).await;
+    shop.purchase("alice", tea, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let outbox = shop.outbox().await;
+    assert_eq!(outbox["undelivered"], 1, "{outbox}");
+    let last_error = outbox["last_error"].as_str().unwrap_or_default();
+    assert!(last_error.contains(&format!("NATS 127.0.0.1:{port}: not connected")), "{outbox}");
+}
+
 /// Expands `async fn scenario(backend: Backend, adapter: Adapter)` functions into one test
 /// per publisher and store: `http::memory::…`, `http::mysql::…`, `nats::memory::…`, ….
 macro_rules! on_both_adapters_and_stores {
