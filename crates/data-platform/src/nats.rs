@@ -174,11 +174,13 @@ impl NatsPublisher {
             PublishErrorKind::BrokenPipe => {
                 anyhow!("NATS {address}: the connection broke before the ack for {subject}")
             }
-            _ => {
+            // The stream answered with an error (a limit, a storage failure, …).
+            PublishErrorKind::Other => {
                 let detail = std::error::Error::source(error)
                     .map_or_else(|| error.to_string(), ToString::to_string);
                 anyhow!("NATS {address}: publish to {subject} refused: {detail}")
             }
+            _ => anyhow!("NATS {address}: publish to {subject} failed: {error}"),
         }
     }
 
