@@ -126,7 +126,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub request_timeout_ms: u64,
 
-    /// Where payment events are POSTed (http://). Unset: events are written to the log.
+    /// Where payment events go: http://… (POSTed) or nats://host:port/<subject> (a NATS
+    /// JetStream stream). Unset: events are written to the log.
     #[arg(long, env = "MALL_DATA_PLATFORM_URL")]
     pub data_platform_url: Option<String>,
 

@@ -19,7 +19,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context};
 use chrono::TimeDelta;
-use data_platform::{HttpPublisher, LoggingPublisher};
+use data_platform::LoggingPublisher;
 use domain::ports::EventPublisher;
 use domain::{EventRelay, Mall, RelaySettings, Settings, Stores};
 use http_api::{ApiSettings, Authenticator, RateLimits};
@@ -62,9 +62,9 @@ impl Application {
         let publisher: Arc<dyn EventPublisher> = match &config.data_platform_url {
             Some(url) => {
                 let timeout = Duration::from_millis(config.data_platform_timeout_ms);
-                let shown = store_mysql::redact(url);
+                let shown = data_platform::shown_url(url);
                 tracing::info!(url = shown, "payment events go to the data platform");
-                Arc::new(HttpPublisher::new(url, timeout)?)
+                data_platform::publisher_for(url, timeout).await?
             }
             None => {
                 tracing::info!("MALL_DATA_PLATFORM_URL is unset: payment events are logged");

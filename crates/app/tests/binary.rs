@@ -136,3 +136,17 @@ fn json_logs_carry_the_request_id_and_the_user() {
     assert_eq!(entry["status"], 404, "{line}");
     assert!(!line.contains("a-secret-that-must-never-be-logged"));
 }
+
+#[test]
+fn a_data_platform_url_it_cannot_use_stops_it_naming_what_it_takes() {
+    for (url, expected) in [
+        ("https://platform.example/events", "must be http://… (events are POSTed"),
+        ("kafka://broker:9092/payments", "nats://host:port/<subject>"),
+        ("nats://127.0.0.1:4222", "names no subject"),
+    ] {
+        let output = mall().env("MALL_DATA_PLATFORM_URL", url).output().expect("mall runs");
+        assert!(!output.status.success(), "{url} is refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{url}: {stderr}");
+    }
+}

@@ -1,8 +1,13 @@
 //! Outbound payment events for the data platform: the SPEC §3 wire format, and the
-//! publishers that deliver it — [`HttpPublisher`] (`MALL_DATA_PLATFORM_URL`) and
-//! [`LoggingPublisher`] (the default). Delivery is driven by the domain's `EventRelay`, which
-//! reads the outbox and retries, so a publisher only has to try to send one event once.
+//! publishers that deliver it — [`HttpPublisher`] (`MALL_DATA_PLATFORM_URL=http://…`),
+//! [`NatsPublisher`] (`nats://host:port/<subject>`, a JetStream stream) and
+//! [`LoggingPublisher`] (the default); [`publisher_for`] picks one from the URL. Delivery is
+//! driven by the domain's `EventRelay`, which reads the outbox and retries, so a publisher only
+//! has to try to send one event once.
 
+pub mod nats;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -11,6 +16,40 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use domain::model::PaymentCompleted;
 use domain::ports::EventPublisher;
 use serde::Serialize;
+
+pub use crate::nats::NatsPublisher;
+
+/// The publisher for `MALL_DATA_PLATFORM_URL`: `http://…` POSTs ([`HttpPublisher`]),
+/// `nats://host:port/<subject>` publishes to JetStream ([`NatsPublisher`]).
+///
+/// # Errors
+/// Any other scheme (`https://` included: this build's HTTP client has no TLS), or a URL the
+/// chosen publisher refuses.
+pub async fn publisher_for(
+    url: &str,
+    timeout: Duration,
+) -> anyhow::Result<Arc<dyn EventPublisher>> {
+    match url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase()).as_deref() {
+        Some("http") => Ok(Arc::new(HttpPublisher::new(url, timeout)?)),
+        Some("nats") => Ok(Arc::new(NatsPublisher::connect(url, timeout).await?)),
+        _ => bail!(
+            "MALL_DATA_PLATFORM_URL must be http://… (events are POSTed; no TLS in this build, put \
+             a TLS-terminating proxy in front of an https:// platform) or \
+             nats://host:port/<subject> (a JetStream stream), not {}",
+            shown_url(url)
+        ),
+    }
+}
+
+/// `url` without its user and password, for logs and messages.
+pub fn shown_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme && !url[scheme + 3..at].contains('/') => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
 
 /// The `type` of every event this service emits.
 pub const PAYMENT_COMPLETED: &str = "payment.completed";
@@ -287,6 +326,31 @@ mod tests {
         let error = format!("{error:#}");
         assert!(error.contains("HTTP 301") && error.contains("/events/"), "{error}");
         assert_eq!(*seen.lock().expect("log"), ["POST /events HTTP/1.1"], "no GET followed");
+    }
+
+    #[tokio::test]
+    async fn the_url_scheme_picks_the_publisher_and_others_are_refused_naming_both() {
+        let timeout = Duration::from_secs(1);
+        assert!(publisher_for("http://127.0.0.1:9000/events", timeout).await.is_ok());
+        assert!(publisher_for("nats://127.0.0.1:9/mall.payments", timeout).await.is_ok());
+        for url in ["https://platform.example/events", "kafka://k:9092/t", "platform:9000"] {
+            let error = publisher_for(url, timeout).await.err().expect(url);
+            let message = format!("{error:#}");
+            assert!(message.contains("http://") && message.contains("nats://"), "{message}");
+        }
+        let error =
+            publisher_for("nats://127.0.0.1:4222", timeout).await.err().expect("no subject");
+        assert!(format!("{error:#}").contains("<subject>"), "{error:#}");
+        let error = publisher_for("ftp://u:pw@host/x", timeout).await.err().expect("refused");
+        assert!(!format!("{error:#}").contains("pw"), "{error:#}");
+    }
+
+    #[test]
+    fn shown_urls_hide_credentials() {
+        assert_eq!(shown_url("nats://u:pw@h:4222/s"), "nats://***@h:4222/s");
+        assert_eq!(shown_url("nats://token@h:4222/s"), "nats://***@h:4222/s");
+        assert_eq!(shown_url("http://h:80/a@b"), "http://h:80/a@b");
+        assert_eq!(shown_url("http://h:80/events"), "http://h:80/events");
     }
 
     #[tokio::test]
