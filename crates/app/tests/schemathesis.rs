@@ -18,7 +18,7 @@ use common::{test_config, Backend};
 
 const TOKEN: &str = "schemathesis-admin-token";
 const SEED: &str = "20261203";
-const MAX_EXAMPLES: &str = "60";
+const MAX_EXAMPLES: &str = "150";
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
