@@ -26,6 +26,8 @@ pub enum MetricsAuth {
 pub enum Command {
     /// Apply pending database migrations to DATABASE_URL and exit (serving applies them too).
     Migrate,
+    /// Print the API description (what /openapi.json serves) and exit.
+    Openapi,
 }
 
 /// Every setting of the `mall` binary.
@@ -233,5 +235,6 @@ mod tests {
         let migrate = Config::parse_from(["mall", "migrate", "--database-url", "mysql://h/db"]);
         assert_eq!(migrate.command, Some(Command::Migrate));
         assert_eq!(migrate.database_url.as_deref(), Some("mysql://h/db"));
+        assert_eq!(Config::parse_from(["mall", "openapi"]).command, Some(Command::Openapi));
     }
 }
