@@ -107,18 +107,23 @@ impl ManageConnection for Manager {
 }
 
 /// Every pooled connection runs in READ COMMITTED (no gap locks on the guarded updates), in
-/// UTC, gives up on a row lock after 10 s (the transaction is then retried), and has each
+/// UTC, gives up on a row lock after `lock_wait` (half the statement timeout: the transaction
+/// is then retried, or the call that needs the row is split off its batch), and has each
 /// statement stopped after the statement timeout.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SessionSetup {
     pub(crate) statement_timeout: Duration,
+    pub(crate) lock_wait: Duration,
 }
 
 impl CustomizeConnection<Conn, diesel::r2d2::Error> for SessionSetup {
     fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
         conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
             .and_then(|()| conn.batch_execute("SET SESSION time_zone = '+00:00'"))
-            .and_then(|()| conn.batch_execute("SET SESSION innodb_lock_wait_timeout = 10"))
+            .and_then(|()| {
+                let seconds = self.lock_wait.as_secs().max(1);
+                conn.batch_execute(&format!("SET SESSION innodb_lock_wait_timeout = {seconds}"))
+            })
             .map_err(diesel::r2d2::Error::QueryError)?;
         // MariaDB's name; MySQL has none for writes, so a refusal here is not fatal.
         let seconds = self.statement_timeout.as_secs_f64();
