@@ -13,6 +13,7 @@
 mod batch;
 mod catalog;
 mod idempotency;
+mod locking;
 mod orders;
 mod outbox;
 mod payments;

@@ -88,6 +88,9 @@ impl Retries {
     /// A single call's transaction: 5 attempts after deadlocks, one retry after a timeout (a
     /// lock wait is half the statement timeout, so two fit in the request limit).
     pub(crate) const USUAL: Self = Self { deadlocks: 4, timeouts: 1 };
+    /// A batch's transaction: a timeout is not retried whole; the batch is split instead
+    /// (`batch.rs`), so the calls that do not need the stuck row are not made to wait again.
+    pub(crate) const BATCH: Self = Self { deadlocks: 4, timeouts: 0 };
 }
 
 /// Runs `work` in a transaction; on deadlock, lock-wait timeout or interrupted statement, rolls
