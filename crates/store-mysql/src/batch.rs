@@ -30,6 +30,7 @@ use anyhow::anyhow;
 use diesel::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::locking::{existing_users, lock_users};
 use crate::schema::{products, users};
 use crate::tx::{contention, transaction_with, Contention, Retries, TxError};
 use crate::{Conn, MysqlStore};
@@ -116,6 +117,8 @@ pub(crate) struct Coalesced<J, T, E> {
     /// The most a batch may weigh (see `weight`).
     budget: usize,
     weight: fn(&J) -> usize,
+    /// The user whose row the job locks (every kind locks its caller's user row).
+    user_of: fn(&J) -> &str,
     run: RunBatch<J, T, E>,
     stats: BatchStats,
 }
@@ -136,6 +139,7 @@ where
         what: &'static str,
         budget: usize,
         weight: fn(&J) -> usize,
+        user_of: fn(&J) -> &str,
         run: RunBatch<J, T, E>,
     ) -> Self {
         Self {
@@ -144,6 +148,7 @@ where
             slow: Batcher::default(),
             budget,
             weight,
+            user_of,
             run,
             stats: BatchStats::default(),
         }
@@ -214,6 +219,41 @@ where
         }
     }
 
+    /// The users of `jobs` whose row another transaction holds right now (a `SKIP LOCKED` read
+    /// of the user rows alone, in a transaction of its own). Empty when none is, or when that
+    /// cannot be told.
+    async fn held_users(&self, store: &MysqlStore, users: BTreeSet<String>) -> BTreeSet<String> {
+        let held = store
+            .blocking(move |c| {
+                c.transaction(|c| {
+                    let ids: BTreeSet<&str> = users.iter().map(String::as_str).collect();
+                    let locked = lock_users(c, &ids, Lane::Skip)?;
+                    let locked: BTreeSet<&str> = locked.iter().map(|(id, _)| id.as_str()).collect();
+                    let missing: Vec<&str> = ids.difference(&locked).copied().collect();
+                    if missing.is_empty() {
+                        return Ok(BTreeSet::new());
+                    }
+                    existing_users(c, &missing)
+                })
+            })
+            .await;
+        match held {
+            Ok(Ok(held)) => held,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "could not tell which user rows are held");
+                BTreeSet::new()
+            }
+            Err(error) => {
+                tracing::debug!(error = format!("{error:#}"), "could not tell which rows are held");
+                BTreeSet::new()
+            }
+        }
+    }
+
+    fn users_of(&self, jobs: &[J]) -> BTreeSet<String> {
+        jobs.iter().map(|job| (self.user_of)(job).to_owned()).collect()
+    }
+
     fn fail(&self, replies: Vec<Reply<T, E>>, error: &anyhow::Error) {
         let error = format!("{error:#}");
         for reply in replies {
@@ -239,17 +279,31 @@ where
                         }
                     }
                 }
-                // Maybe one call's doing: the slow lane finds which, while this lane goes on.
+                // Maybe one call's doing. The calls whose user row is held right now go to the
+                // slow lane, the others run again at once; if no row is held any more, the
+                // slow lane finds the culprit by halving, while this lane goes on.
                 (Some(jobs), Err(Failed { split: true, error })) if jobs.len() > 1 => {
                     tracing::warn!(
                         error = format!("{error:#}"),
                         calls = jobs.len(),
                         what = self.what,
-                        "a batch failed on contention; its calls move to the slow lane"
+                        "a batch failed on contention; the calls that need a held row move to \
+                         the slow lane"
                     );
+                    let held = self.held_users(store, self.users_of(&jobs)).await;
+                    let mut again = Vec::new();
                     for (job, reply) in jobs.into_iter().zip(replies) {
-                        self.defer(store, job, reply, Busy::default());
+                        let user = (self.user_of)(&job);
+                        if held.is_empty() {
+                            self.defer(store, job, reply, Busy::default());
+                        } else if held.contains(user) {
+                            let busy = Busy::user(user);
+                            self.defer(store, job, reply, busy);
+                        } else {
+                            again.push((job, reply));
+                        }
                     }
+                    self.main.requeue_front(again);
                 }
                 (_, Err(Failed { error, .. })) => self.fail(replies, &error),
                 (None, Ok(_)) => unreachable!("verdicts come with their jobs"),
@@ -294,16 +348,31 @@ where
                     }
                 }
             }
+            // Calls from a batch that failed on contention (no rows named): that batch just
+            // spent a lock wait failing whole, so start from its halves.
+            let halve = batch.len() > 1 && batch.iter().any(|((_, busy), _)| busy.is_empty());
             let (jobs, replies): (Vec<J>, Vec<_>) =
                 batch.into_iter().map(|((job, _), reply)| (job, reply)).unzip();
-            self.run_splitting(store, jobs, replies).await;
+            self.run_splitting(store, jobs, replies, halve).await;
         }
     }
 
-    /// Runs `jobs` with waiting locks; a part that fails on contention is halved (first half
-    /// first, so queue order holds) until the failing call is alone.
-    async fn run_splitting(&self, store: &MysqlStore, jobs: Vec<J>, replies: Vec<Reply<T, E>>) {
-        let mut parts = vec![(jobs, replies)];
+    /// Runs `jobs` with waiting locks (as two halves from the start, with `halve`); a part that
+    /// fails on contention is halved (first half first, so queue order holds) until the failing
+    /// call is alone.
+    async fn run_splitting(
+        &self,
+        store: &MysqlStore,
+        mut jobs: Vec<J>,
+        mut replies: Vec<Reply<T, E>>,
+        halve: bool,
+    ) {
+        let mut parts = Vec::new();
+        if halve {
+            let half = jobs.len() / 2;
+            parts.push((jobs.split_off(half), replies.split_off(half)));
+        }
+        parts.push((jobs, replies));
         while let Some((jobs, mut replies)) = parts.pop() {
             if jobs.is_empty() {
                 continue;
@@ -330,6 +399,27 @@ where
                         "splitting a batch that failed on contention"
                     );
                     self.stats.splits.fetch_add(1, Ordering::Relaxed);
+                    // The calls whose user row is still held have waited a whole lock wait:
+                    // they answer now, and the others run again.
+                    let held = self.held_users(store, self.users_of(&jobs)).await;
+                    if !held.is_empty() {
+                        let (mut rest_jobs, mut rest_replies) = (Vec::new(), Vec::new());
+                        for (job, reply) in jobs.into_iter().zip(replies) {
+                            let user = (self.user_of)(&job);
+                            if held.contains(user) {
+                                let error = anyhow!(
+                                    "user {user} stayed locked by another transaction for \
+                                     longer than the lock wait"
+                                );
+                                let _ = reply.send(Err(E::from(error)));
+                            } else {
+                                rest_jobs.push(job);
+                                rest_replies.push(reply);
+                            }
+                        }
+                        parts.push((rest_jobs, rest_replies));
+                        continue;
+                    }
                     let half = jobs.len() / 2;
                     let (later_jobs, later_replies) =
                         (jobs.split_off(half), replies.split_off(half));
@@ -479,6 +569,14 @@ impl<J, R> Batcher<J, R> {
         let start = !queue.draining;
         queue.draining = true;
         start
+    }
+
+    /// Puts jobs back at the head of the queue, in their order (they run before later ones).
+    pub(crate) fn requeue_front(&self, jobs: Vec<Waiting<J, R>>) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        for job in jobs.into_iter().rev() {
+            queue.waiting.push_front(job);
+        }
     }
 
     /// The jobs of the next batch, oldest first: as many as fit in `budget` by `weight` (the

@@ -32,7 +32,7 @@ pub(crate) struct ChargeJob {
 
 /// Charges are applied in shared transactions (see [`charge_batch`]).
 pub(crate) fn coalesced() -> Coalesced<ChargeJob, Points, ChargeError> {
-    Coalesced::new("charges", 1_000, |_| 1, charge_batch)
+    Coalesced::new("charges", 1_000, |_| 1, |job| job.user.as_str(), charge_batch)
 }
 
 /// Applies a batch of charges in one transaction, each with its own outcome, exactly as if

@@ -74,7 +74,13 @@ pub(crate) struct OrderJob {
 
 /// Orders are placed in shared transactions (see [`place_batch`]).
 pub(crate) fn coalesced() -> Coalesced<OrderJob, Order, PlaceOrderError> {
-    Coalesced::new("orders", BATCH_LINES, |job| job.request.items.len(), place_batch)
+    Coalesced::new(
+        "orders",
+        BATCH_LINES,
+        |job| job.request.items.len(),
+        |job| job.request.user_id.as_str(),
+        place_batch,
+    )
 }
 
 /// Orders per batch are bounded by their lines, so one batch's write text (about 60 bytes a

@@ -31,7 +31,7 @@ pub(crate) struct PayJob {
 
 /// Payments are committed in shared transactions (see [`pay_batch`]).
 pub(crate) fn coalesced() -> Coalesced<PayJob, PaymentReceipt, PayError> {
-    Coalesced::new("payments", 1_000, |_| 1, pay_batch)
+    Coalesced::new("payments", 1_000, |_| 1, |job| job.plan.payment.user_id.as_str(), pay_batch)
 }
 
 /// A payment the batch accepted: the form it settles, the units it sells, the balance after.

@@ -15,7 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use domain::errors::{PayError, PlaceOrderError};
 use domain::idempotency::{IdempotencyKey, Remember};
-use domain::ports::{IdempotencyStore, PaymentRepository};
+use domain::ports::{IdempotencyStore, PaymentRepository, UserRepository};
 use domain::values::{ProductId, UserId};
 use store_contract::support::{
     available, balance, form, pending_id, place, plan, product_with, secs, t0, user_with,
@@ -45,24 +45,31 @@ struct ForeignLock {
 
 impl ForeignLock {
     fn hold(url: &str, product: ProductId) -> Self {
+        Self::hold_row(url, format!("SELECT id FROM products WHERE id = {product} FOR UPDATE"))
+    }
+
+    /// Runs `locking_read` (which must return one row) in a transaction kept open, in READ
+    /// COMMITTED: the row alone is held (in REPEATABLE READ a locking read of a secondary index
+    /// also locks the gap before the row, which would hold up other users' new forms too).
+    fn hold_row(url: &str, locking_read: String) -> Self {
         let url = url.to_owned();
         let (locked_tx, locked_rx) = mpsc::channel();
         let (release, release_rx) = mpsc::channel::<()>();
         let done = std::thread::spawn(move || {
             let mut conn = MysqlConnection::establish(&url).expect("connect");
-            conn.batch_execute("BEGIN").expect("begin");
+            conn.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; BEGIN")
+                .expect("begin");
             #[derive(QueryableByName)]
-            struct Id {
+            struct One {
                 #[diesel(sql_type = BigInt)]
                 #[allow(dead_code)]
-                id: i64,
+                one: i64,
             }
-            let rows: Vec<Id> = diesel::sql_query(format!(
-                "SELECT id FROM products WHERE id = {product} FOR UPDATE"
-            ))
-            .load(&mut conn)
-            .expect("lock the product row");
-            assert_eq!(rows.len(), 1);
+            let rows: Vec<One> =
+                diesel::sql_query(locking_read.replacen("SELECT id", "SELECT 1 AS one", 1))
+                    .load(&mut conn)
+                    .expect("lock the row");
+            assert_eq!(rows.len(), 1, "{locking_read}");
             locked_tx.send(()).expect("report the lock");
             let _ = release_rx.recv_timeout(Duration::from_secs(30));
             conn.batch_execute("ROLLBACK").expect("rollback");
@@ -100,6 +107,23 @@ fn schema_stock(conn: &mut MysqlConnection, id: i64) -> (i64, i64) {
 async fn stock_of(url: &str, product: ProductId) -> (i64, i64) {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || stock(&url, product)).await.expect("task")
+}
+
+/// A users table of a realistic size: on a table of a few rows MariaDB reads a batch's users by
+/// scanning the whole index, and a locking scan waits on every held row it passes.
+async fn filler_users(url: &str) {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let rows: Vec<String> = (0..500).map(|i| format!("('filler{i}', 0)")).collect();
+        let mut conn = MysqlConnection::establish(&url).expect("connect");
+        conn.batch_execute(&format!(
+            "INSERT INTO users (id, balance) VALUES {}; ANALYZE TABLE users",
+            rows.join(",")
+        ))
+        .expect("filler users");
+    })
+    .await
+    .expect("task");
 }
 
 async fn hold(url: &str, product: ProductId) -> ForeignLock {
@@ -248,4 +272,184 @@ async fn a_held_product_row_fails_only_the_calls_that_need_it() {
     assert_eq!(receipt.expect("the payment after release").balance.get(), 970);
     assert_eq!(stock_of(&url, held).await, (98, 0));
     assert_eq!(available(&store, free).await, 10_000 - free_sold - 1);
+}
+
+/// A user row held elsewhere: charges to other users are answered at their usual latency
+/// (charges skip held user rows too); orders of other users at most one lock wait late (the
+/// main lane waits for user rows, then puts the held user's calls aside and runs the others
+/// again). The held user's calls answer `Unexpected`, with nothing applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_user_row_fails_only_that_users_calls() {
+    let (store, url) = fresh_store_with_url(POOL).await;
+    let store = Arc::new(store);
+    let tea = product_with(&store, 10, 1_000).await;
+    let stuck = user_with(&store, "stuck", 1_000).await;
+    let mut others = Vec::new();
+    for i in 0..8 {
+        others.push(user_with(&store, &format!("o{i}"), 1_000).await);
+    }
+    filler_users(&url).await;
+    let lock = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            ForeignLock::hold_row(&url, "SELECT id FROM users WHERE id = 'stuck' FOR UPDATE".into())
+        }
+    })
+    .await
+    .expect("task");
+
+    // Charges, all at once.
+    let mut charges = JoinSet::new();
+    for user in std::iter::once(&stuck).chain(&others) {
+        let (store, user) = (store.clone(), user.clone());
+        charges.spawn(async move {
+            let started = Instant::now();
+            let amount = domain::values::Points::new(5).expect("points");
+            let charged = store.charge(user.clone(), amount, None);
+            (user, charged.await, started.elapsed())
+        });
+    }
+    while let Some(joined) = charges.join_next().await {
+        let (user, charged, took) = joined.expect("task");
+        if user == stuck {
+            assert!(
+                matches!(charged, Err(domain::errors::ChargeError::Unexpected(_))),
+                "{charged:?}"
+            );
+        } else {
+            assert_eq!(charged.expect("a charge to a free user").get(), 1_005);
+            assert!(took < QUICK, "{user}'s charge took {took:?}");
+        }
+    }
+
+    // Orders, all at once, in one batch: a first order keeps the lane busy (its user row is
+    // held a moment) while the others queue behind it.
+    let gate = user_with(&store, "gate", 1_000).await;
+    let gate_lock = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            ForeignLock::hold_row(&url, "SELECT id FROM users WHERE id = 'gate' FOR UPDATE".into())
+        }
+    })
+    .await
+    .expect("task");
+    let first = {
+        let (store, gate) = (store.clone(), gate.clone());
+        let order = form(&gate, "order-gate", &[(tea, 1, 10)], t0(), TTL);
+        tokio::spawn(async move { place(&store, order, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deferred_before = store.order_batch_stats().deferred();
+    let mut orders = JoinSet::new();
+    for user in std::iter::once(&stuck).chain(&others) {
+        let (store, user) = (store.clone(), user.clone());
+        let order = form(&user, &format!("order-{user}"), &[(tea, 1, 10)], t0(), TTL);
+        orders.spawn(async move {
+            let started = Instant::now();
+            let placed = place(&store, order, key(&user, "k")).await;
+            (user, placed, started.elapsed())
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release(gate_lock).await;
+    first.await.expect("task").expect("the first order");
+    while let Some(joined) = orders.join_next().await {
+        let (user, placed, took) = joined.expect("task");
+        if user == stuck {
+            assert!(matches!(placed, Err(PlaceOrderError::Unexpected(_))), "{placed:?}");
+        } else {
+            placed.unwrap_or_else(|e| panic!("{user}'s order failed: {e:?}"));
+            assert!(took < Duration::from_secs(3), "{user}'s order took {took:?}");
+        }
+    }
+    release(lock).await;
+    assert_eq!(
+        store.order_batch_stats().deferred() - deferred_before,
+        1,
+        "the held user's order was put aside, the others ran again at once"
+    );
+
+    assert_eq!(balance(&store, &stuck).await, 1_000);
+    assert_eq!(pending_id(&store, &stuck, t0()).await, None);
+    let kept = store.recall(stuck.clone(), "k".to_owned(), t0()).await.expect("recall");
+    assert!(kept.is_none(), "{kept:?}");
+    assert_eq!(stock_of(&url, tea).await, (991, 9));
+    let order = form(&stuck, "order-stuck", &[(tea, 1, 10)], t0(), TTL);
+    place(&store, order, key(&stuck, "k")).await.expect("the order once the row is let go");
+}
+
+/// A held row the batch cannot name (here a pending form row, which the main lane must not
+/// skip): the batch fails on the lock wait, its calls go to the slow lane, and the slow lane
+/// halves them until the call that needs the row is alone. The others succeed; that one answers
+/// `Unexpected` with nothing applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_row_no_call_names_is_found_by_halving_the_batch() {
+    let (store, url) = fresh_store_with_url(POOL).await;
+    let store = Arc::new(store);
+    let tea = product_with(&store, 10, 1_000).await;
+    let stuck = user_with(&store, "stuck", 1_000).await;
+    let earlier = form(&stuck, "earlier", &[(tea, 1, 10)], t0(), TTL);
+    place(&store, earlier, None).await.expect("a pending form");
+    let mut others = Vec::new();
+    for i in 0..3 {
+        others.push(user_with(&store, &format!("o{i}"), 1_000).await);
+    }
+    let gate = user_with(&store, "gate", 1_000).await;
+    filler_users(&url).await;
+    let lock = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            ForeignLock::hold_row(
+                &url,
+                "SELECT id FROM order_forms WHERE pending_user = 'stuck' FOR UPDATE".into(),
+            )
+        }
+    })
+    .await
+    .expect("task");
+    let gate_lock = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            ForeignLock::hold_row(&url, "SELECT id FROM users WHERE id = 'gate' FOR UPDATE".into())
+        }
+    })
+    .await
+    .expect("task");
+    let first = {
+        let (store, gate) = (store.clone(), gate.clone());
+        let order = form(&gate, "order-gate", &[(tea, 1, 10)], t0(), TTL);
+        tokio::spawn(async move { place(&store, order, None).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let splits_before = store.order_batch_stats().splits();
+    let mut orders = JoinSet::new();
+    for user in std::iter::once(&stuck).chain(&others) {
+        let (store, user) = (store.clone(), user.clone());
+        let order = form(&user, &format!("order-{user}"), &[(tea, 2, 10)], t0(), TTL);
+        orders.spawn(async move {
+            let started = Instant::now();
+            let placed = place(&store, order, key(&user, "k")).await;
+            (user, placed, started.elapsed())
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    release(gate_lock).await;
+    first.await.expect("task").expect("the first order");
+    while let Some(joined) = orders.join_next().await {
+        let (user, placed, took) = joined.expect("task");
+        println!("{user}: {:?} after {took:?}", placed.as_ref().map(|o| o.id.to_string()));
+        if user == stuck {
+            assert!(matches!(placed, Err(PlaceOrderError::Unexpected(_))), "{placed:?}");
+        } else {
+            placed.unwrap_or_else(|e| panic!("{user}'s order failed: {e:?}"));
+            assert!(took < Duration::from_secs(8), "{user}'s order took {took:?}");
+        }
+    }
+    release(lock).await;
+    assert!(store.order_batch_stats().splits() > splits_before, "the batch was halved");
+    assert_eq!(pending_id(&store, &stuck, t0()).await.as_deref(), Some("earlier"));
+    let kept = store.recall(stuck.clone(), "k".to_owned(), t0()).await.expect("recall");
+    assert!(kept.is_none(), "{kept:?}");
+    // 1 (earlier) + 1 (gate) + 2 × 3 (the others).
+    assert_eq!(stock_of(&url, tea).await, (992, 8));
 }
