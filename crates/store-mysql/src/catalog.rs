@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use domain::errors::{AddProductError, ChargeError, EditProductError, RegisterError};
@@ -91,7 +90,7 @@ fn charge_batch(
             .iter()
             .map(|(id, balance)| (sql_text::text(id), vec![balance.to_string()]))
             .collect();
-        c.batch_execute(&sql_text::update_by_id("users", &["balance"], &rows))?;
+        sql_text::execute(c, &sql_text::update_by_id("users", &["balance"], &rows))?;
     }
     let accepted: Vec<Option<&Points>> = verdicts
         .iter()

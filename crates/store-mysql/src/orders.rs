@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use domain::errors::PlaceOrderError;
 use domain::idempotency::Remember;
@@ -323,7 +322,7 @@ fn place_batch(
     let writes = batch_writes(&plan, &before, &placed);
     // (An empty text must not reach the client library: it crashes on one.)
     if !writes.is_empty() {
-        c.batch_execute(&writes)?;
+        sql_text::execute(c, &writes)?;
     }
     // A key this batch claimed for a refused or put-off order is given back, as a rollback
     // would.

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
-use diesel::connection::SimpleConnection;
 use domain::errors::PayError;
 use domain::idempotency::Remember;
 use domain::model::{sales_hour, PaymentPlan, PaymentReceipt};
@@ -133,7 +132,7 @@ fn pay_batch(
     if !settled.is_empty() {
         let sold: BTreeSet<i64> = settled.iter().flat_map(|s| s.units.keys().copied()).collect();
         reserved.retain(|id, _| sold.contains(id));
-        c.batch_execute(&writes(jobs, &settled, &reserved))?;
+        sql_text::execute(c, &writes(jobs, &settled, &reserved))?;
     }
 
     let accepted: Vec<Option<&i64>> =
