@@ -422,10 +422,13 @@ fn batch_writes(
     sql.join(";\n")
 }
 
+/// Expires up to `limit` due forms and gives their units back. Neither waits for a row another
+/// transaction holds: other sweepers' forms are skipped, and so are the forms holding a product
+/// row someone else holds (left for a later sweep, so a held product cannot keep the sweeper —
+/// and the due forms it locked — waiting). The status guard is what makes each form expire
+/// once.
 fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usize> {
     let now = to_db(now);
-    // Other sweepers' claims are skipped, not waited for; the status guard below is what
-    // makes each form expire once.
     let due: Vec<String> = order_forms::table
         .filter(order_forms::status.eq(PENDING))
         .filter(order_forms::expires_at.le(now))
@@ -438,6 +441,24 @@ fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usi
     if due.is_empty() {
         return Ok(0);
     }
+    let mut lines = lines_of(c, &due)?;
+    let products: BTreeSet<i64> = lines.iter().map(|line| line.product_id).collect();
+    let locked = lock_products(c, &products, Lane::Skip)?;
+    let mut due = due;
+    if locked.len() < products.len() {
+        let locked: BTreeSet<i64> = locked.iter().map(|row| row.0).collect();
+        let waiting: BTreeSet<&str> = lines
+            .iter()
+            .filter(|line| !locked.contains(&line.product_id))
+            .map(|line| line.order_id.as_str())
+            .collect();
+        let waiting: BTreeSet<String> = waiting.into_iter().map(str::to_owned).collect();
+        due.retain(|id| !waiting.contains(id));
+        lines.retain(|line| !waiting.contains(&line.order_id));
+        if due.is_empty() {
+            return Ok(0);
+        }
+    }
     let expired = diesel::update(
         order_forms::table
             .filter(order_forms::id.eq_any(&due))
@@ -449,7 +470,6 @@ fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usi
         order_forms::closed_at.eq(Some(now)),
     ))
     .execute(c)?;
-    let lines = lines_of(c, &due)?;
     release(c, &units_per_product(&lines))?;
     Ok(expired)
 }

@@ -15,7 +15,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use domain::errors::{PayError, PlaceOrderError};
 use domain::idempotency::{IdempotencyKey, Remember};
-use domain::ports::{IdempotencyStore, PaymentRepository, UserRepository};
+use domain::ports::{IdempotencyStore, OrderRepository, PaymentRepository, UserRepository};
 use domain::values::{ProductId, UserId};
 use store_contract::support::{
     available, balance, form, pending_id, place, plan, product_with, secs, t0, user_with,
@@ -452,4 +452,30 @@ async fn a_held_row_no_call_names_is_found_by_halving_the_batch() {
     assert!(kept.is_none(), "{kept:?}");
     // 1 (earlier) + 1 (gate) + 2 × 3 (the others).
     assert_eq!(stock_of(&url, tea).await, (992, 8));
+}
+
+/// The expiry sweep skips a due form that holds a product row someone else holds (it expires
+/// on a later sweep), and expires the others without waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweeper_leaves_a_form_on_a_held_product_for_later() {
+    let (store, url) = fresh_store_with_url(POOL).await;
+    let store = Arc::new(store);
+    let held = product_with(&store, 10, 100).await;
+    let free = product_with(&store, 10, 100).await;
+    let a = user_with(&store, "a", 1_000).await;
+    let b = user_with(&store, "b", 1_000).await;
+    place(&store, form(&a, "fa", &[(held, 2, 10), (free, 1, 10)], t0(), TTL), None)
+        .await
+        .expect("a's form");
+    place(&store, form(&b, "fb", &[(free, 3, 10)], t0(), TTL), None).await.expect("b's form");
+
+    let lock = hold(&url, held).await;
+    let started = Instant::now();
+    assert_eq!(store.expire_due(t0() + TTL, 100).await.expect("a sweep"), 1);
+    assert!(started.elapsed() < QUICK, "the sweep waited: {:?}", started.elapsed());
+    assert_eq!(stock_of(&url, free).await, (99, 1), "b's units are back, a's still held");
+    release(lock).await;
+    assert_eq!(store.expire_due(t0() + TTL, 100).await.expect("a sweep"), 1);
+    assert_eq!(stock_of(&url, held).await, (100, 0));
+    assert_eq!(stock_of(&url, free).await, (100, 0));
 }
