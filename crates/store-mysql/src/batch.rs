@@ -53,6 +53,10 @@ pub(crate) struct Busy {
 }
 
 impl Busy {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.products.is_empty() && self.users.is_empty()
+    }
+
     pub(crate) fn products(products: impl IntoIterator<Item = i64>) -> Self {
         Self { products: products.into_iter().collect(), ..Self::default() }
     }
@@ -61,12 +65,12 @@ impl Busy {
         Self { users: BTreeSet::from([user.to_owned()]), ..Self::default() }
     }
 
-    fn is_empty(&self) -> bool {
-        self.products.is_empty() && self.users.is_empty()
-    }
-
     fn meets(&self, other: &Self) -> bool {
         !self.products.is_disjoint(&other.products) || !self.users.is_disjoint(&other.users)
+    }
+
+    pub(crate) fn users<'a>(users: impl IntoIterator<Item = &'a str>) -> Self {
+        Self { users: users.into_iter().map(str::to_owned).collect(), ..Self::default() }
     }
 
     fn add(&mut self, other: &Self) {
@@ -97,7 +101,70 @@ pub(crate) enum Verdict<T, E> {
 /// Runs one batch inside a transaction: one verdict per job, in order. An `Err` fails the whole
 /// batch (the transaction rolls back).
 pub(crate) type RunBatch<J, T, E> =
-    fn(&mut Conn, &[J], Lane) -> Result<Vec<Verdict<T, E>>, TxError<anyhow::Error>>;
+    fn(&mut Conn, &[J], &Ctx) -> Result<Vec<Verdict<T, E>>, TxError<anyhow::Error>>;
+
+/// What a batch's transaction knows of its surroundings: its lane, and the rows the main lanes
+/// of this store hold at the moment.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) lane: Lane,
+    own: Arc<OwnLocks>,
+    batch: u64,
+}
+
+impl Ctx {
+    /// Notes rows this batch has locked, so other main lanes of this store wait for them rather
+    /// than put their calls off (only in [`Lane::Skip`]: the slow lane may hold rows while it
+    /// waits for others, which must not make a main lane wait).
+    pub(crate) fn holds(&self, rows: Busy) {
+        if self.lane == Lane::Skip {
+            self.own.add(self.batch, rows);
+        }
+    }
+
+    /// Of `busy` (rows a `SKIP LOCKED` read left out), those another main-lane batch of this
+    /// store holds: they are free again when that short transaction ends, so waiting for them
+    /// beats putting calls off.
+    pub(crate) fn held_here(&self, busy: &Busy) -> Busy {
+        self.own.held_by_others(self.batch, busy)
+    }
+}
+
+/// The rows each running main-lane batch of this store has locked.
+#[derive(Debug, Default)]
+pub(crate) struct OwnLocks {
+    next: AtomicU64,
+    held: Mutex<Vec<(u64, Busy)>>,
+}
+
+impl OwnLocks {
+    fn begin(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn add(&self, batch: u64, rows: Busy) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.iter_mut().find(|(id, _)| *id == batch) {
+            Some((_, mine)) => mine.add(&rows),
+            None => held.push((batch, rows)),
+        }
+    }
+
+    fn held_by_others(&self, batch: u64, busy: &Busy) -> Busy {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found = Busy::default();
+        for (_, rows) in held.iter().filter(|(id, _)| *id != batch) {
+            found.products.extend(busy.products.intersection(&rows.products).copied());
+            found.users.extend(busy.users.intersection(&rows.users).cloned());
+        }
+        found
+    }
+
+    /// The batch's transaction has ended: its rows are free.
+    fn end(&self, batch: u64) {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).retain(|(id, _)| *id != batch);
+    }
+}
 
 type Reply<T, E> = oneshot::Sender<Result<T, E>>;
 
@@ -198,9 +265,12 @@ where
         lane: Lane,
     ) -> (Option<Vec<J>>, Result<Vec<Verdict<T, E>>, Failed>) {
         let run = self.run;
+        let own = store.own_locks.clone();
         let done = store
             .blocking(move |c| {
-                let result = transaction_with(c, Retries::BATCH, |c| run(c, &jobs, lane));
+                let ctx = Ctx { lane, batch: own.begin(), own };
+                let result = transaction_with(c, Retries::BATCH, |c| run(c, &jobs, &ctx));
+                ctx.own.end(ctx.batch);
                 (jobs, result)
             })
             .await;

@@ -12,9 +12,9 @@ use domain::model::{CatalogPage, NewProduct, Product, ProductEdit, User};
 use domain::ports::{ProductRepository, UserRepository};
 use domain::values::{AmountError, Points, ProductId, UserId};
 
-use crate::batch::{Busy, Coalesced, Lane, Verdict};
+use crate::batch::{Busy, Coalesced, Ctx, Verdict};
 use crate::idempotency;
-use crate::locking::{existing_users, lock_users};
+use crate::locking::lock_users_for;
 use crate::rows::ProductRow;
 use crate::schema::{products, users};
 use crate::sql_text;
@@ -42,20 +42,14 @@ pub(crate) fn coalesced() -> Coalesced<ChargeJob, Points, ChargeError> {
 fn charge_batch(
     c: &mut Conn,
     jobs: &[ChargeJob],
-    lane: Lane,
+    ctx: &Ctx,
 ) -> Result<Vec<Verdict<Points, ChargeError>>, TxError<anyhow::Error>> {
     let mut outcomes: Vec<Option<Result<Points, ChargeError>>> =
         idempotency::claim_each(c, jobs.iter().map(|j| j.remember.as_ref()), idempotency::CHARGED)?;
     let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
     let ids: BTreeSet<&str> = jobs.iter().map(|j| j.user.as_str()).collect();
-    let before: BTreeMap<String, i64> = lock_users(c, &ids, lane)?.into_iter().collect();
-    let busy = if lane == Lane::Skip && before.len() < ids.len() {
-        let missing: Vec<&str> =
-            ids.iter().copied().filter(|id| !before.contains_key(*id)).collect();
-        existing_users(c, &missing)?
-    } else {
-        BTreeSet::new()
-    };
+    let (rows, busy) = lock_users_for(c, ctx, &ids)?;
+    let before: BTreeMap<String, i64> = rows.into_iter().collect();
     let mut balances = before.clone();
     let verdicts: Vec<Verdict<Points, ChargeError>> = jobs
         .iter()

@@ -112,6 +112,8 @@ pub struct MysqlStore {
     charges: Arc<Coalesced<catalog::ChargeJob, Points, ChargeError>>,
     payments: Arc<Coalesced<payments::PayJob, PaymentReceipt, PayError>>,
     closed_hours: Arc<reads::ClosedHours>,
+    /// The rows the batches' main lanes hold at the moment (see `batch::Ctx`).
+    own_locks: Arc<batch::OwnLocks>,
 }
 
 impl fmt::Debug for MysqlStore {
@@ -161,6 +163,7 @@ impl MysqlStore {
             charges: Arc::new(catalog::coalesced()),
             payments: Arc::new(payments::coalesced()),
             closed_hours: Arc::default(),
+            own_locks: Arc::default(),
         })
     }
 

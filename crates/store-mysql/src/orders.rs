@@ -17,9 +17,9 @@ use domain::ports::OrderRepository;
 use domain::values::Price;
 use domain::values::UserId;
 
-use crate::batch::{Busy, Coalesced, Lane, Verdict};
+use crate::batch::{Busy, Coalesced, Ctx, Lane, Verdict};
 use crate::idempotency;
-use crate::locking::{existing_products, lock_products, CHUNK};
+use crate::locking::{lock_products, lock_products_for, CHUNK};
 use crate::rows::{to_db, FormRow, LineRow, NewForm, EXPIRED, PENDING, REPLACED};
 use crate::schema::{order_forms, order_lines, products, users};
 use crate::sql_text;
@@ -269,12 +269,13 @@ impl Plan {
 fn place_batch(
     c: &mut Conn,
     jobs: &[OrderJob],
-    lane: Lane,
+    ctx: &Ctx,
 ) -> Result<Vec<Verdict<Order, PlaceOrderError>>, TxError<anyhow::Error>> {
     let mut outcomes: Vec<Option<Result<Order, PlaceOrderError>>> =
         idempotency::claim_each(c, jobs.iter().map(|j| j.remember.as_ref()), idempotency::ORDERED)?;
     let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
     let accounts = lock_accounts(c, jobs.iter().map(|j| j.request.user_id.as_str()))?;
+    ctx.holds(Busy::users(accounts.balances.keys().map(String::as_str)));
     let mut plan = Plan { balances: accounts.balances, ..Plan::default() };
     let mut old_products = Vec::new();
     for (user, form) in accounts.forms {
@@ -286,14 +287,7 @@ fn place_batch(
         .flat_map(|j| j.request.items.product_ids().into_iter().map(|id| id.get()))
         .chain(old_products)
         .collect();
-    let rows = lock_products(c, &product_ids, lane)?;
-    let busy = if lane == Lane::Skip && rows.len() < product_ids.len() {
-        let locked: BTreeSet<i64> = rows.iter().map(|row| row.0).collect();
-        let missing: Vec<i64> = product_ids.difference(&locked).copied().collect();
-        existing_products(c, &missing)?
-    } else {
-        BTreeSet::new()
-    };
+    let (rows, busy) = lock_products_for(c, ctx, &product_ids)?;
     for (id, price, available, reserved) in rows {
         plan.stock.insert(id, (available, reserved));
         let price =

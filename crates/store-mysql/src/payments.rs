@@ -12,9 +12,9 @@ use domain::model::{sales_hour, PaymentPlan, PaymentReceipt};
 use domain::ports::PaymentRepository;
 use domain::values::Points;
 
-use crate::batch::{Busy, Coalesced, Lane, Verdict};
+use crate::batch::{Busy, Coalesced, Ctx, Verdict};
 use crate::idempotency;
-use crate::locking::lock_products;
+use crate::locking::lock_products_for;
 use crate::orders::{lock_accounts, Accounts};
 use crate::rows::{to_db, PAID};
 use crate::sql_text::{self, datetime, text};
@@ -52,12 +52,13 @@ struct Settled {
 fn pay_batch(
     c: &mut Conn,
     jobs: &[PayJob],
-    lane: Lane,
+    ctx: &Ctx,
 ) -> Result<Vec<Verdict<PaymentReceipt, PayError>>, TxError<anyhow::Error>> {
     let mut outcomes: Vec<Option<Result<i64, PayError>>> =
         idempotency::claim_each(c, jobs.iter().map(|j| j.remember.as_ref()), idempotency::PAID)?;
     let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
     let mut accounts = lock_accounts(c, jobs.iter().map(|j| j.plan.payment.user_id.as_str()))?;
+    ctx.holds(Busy::users(accounts.balances.keys().map(String::as_str)));
 
     // The products of every form a payment of the batch may settle: the payer's pending form,
     // when it is the one named and still payable.
@@ -75,15 +76,12 @@ fn pay_batch(
         .flatten()
         .collect();
     let mut reserved: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut busy = BTreeSet::new();
     if !wanted.is_empty() {
-        let rows = lock_products(c, &wanted, lane)?;
+        let (rows, held) = lock_products_for(c, ctx, &wanted)?;
         reserved.extend(rows.into_iter().map(|(id, _, _, reserved)| (id, reserved)));
+        busy = held;
     }
-    // A form's products exist, so a product the lock left out is held elsewhere.
-    let busy: BTreeSet<i64> = match lane {
-        Lane::Skip => wanted.iter().filter(|id| !reserved.contains_key(id)).copied().collect(),
-        Lane::Wait => BTreeSet::new(),
-    };
 
     let mut settled = Vec::new();
     let mut deferred: Vec<Option<Busy>> = vec![None; jobs.len()];
