@@ -12,7 +12,9 @@
 //! - the **main lane** locks the rows it can only wait for briefly (users) as usual, and skips
 //!   the products (or, for charges, the users) another transaction holds (`SKIP LOCKED`); a call
 //!   that needs a skipped row is not decided in that batch but moved to the slow lane, so the
-//!   main lane never waits on someone else's product lock;
+//!   main lane never waits on someone else's product lock (rows the other main lanes of this
+//!   store hold are waited for instead: they are free within one short transaction, see
+//!   [`Ctx`]);
 //! - the **slow lane** first waits for those rows without holding anything (one short
 //!   transaction per row, each at most a lock wait), answers `Unexpected` to the calls whose row
 //!   is still held, and runs the others in a transaction that waits for its locks;
