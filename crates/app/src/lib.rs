@@ -59,6 +59,7 @@ impl Application {
     /// A setting this build cannot honour, an address that cannot be bound, or a store that
     /// fails while the demo data is added.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        config.check()?;
         let publisher: Arc<dyn EventPublisher> = match &config.data_platform_url {
             Some(url) => {
                 let timeout = Duration::from_millis(config.data_platform_timeout_ms);
