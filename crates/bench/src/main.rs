@@ -277,19 +277,7 @@ async fn run_server(
         if outcome.sold_out > 0 {
             note.push_str(&format!(" ({} orders refused for lack of stock)", outcome.sold_out));
         }
-        rows.push(Row {
-            store: store.name(),
-            scale,
-            scenario,
-            requests: outcome.requests,
-            errors: outcome.errors,
-            errors_by_status: outcome.errors_by_status.clone(),
-            seconds: outcome.seconds,
-            p50_ms: outcome.p50_ms,
-            p99_ms: outcome.p99_ms,
-            purchases,
-            note,
-        });
+        rows.push(Row::measured(store.name(), scale, scenario, &outcome, purchases, note));
     }
     if scale == 1 {
         eprint!("{label} flash sale: {} buyers, {} units…", flash::BUYERS, flash::UNITS);
@@ -406,19 +394,7 @@ async fn run_delivery(store: Store, options: &Options) -> anyhow::Result<Row> {
         options.platform_ms,
     );
     eprintln!("{label} {note}");
-    let row = Row {
-        store: store.name(),
-        scale: 1,
-        scenario: DELIVERY,
-        requests: outcome.requests,
-        errors: outcome.errors,
-        errors_by_status: outcome.errors_by_status.clone(),
-        seconds: outcome.seconds,
-        p50_ms: outcome.p50_ms,
-        p99_ms: outcome.p99_ms,
-        purchases: Some(outcome.purchases),
-        note,
-    };
+    let row = Row::measured(store.name(), 1, DELIVERY, &outcome, Some(outcome.purchases), note);
     drop(server);
     if let Some(url) = url {
         tokio::task::spawn_blocking(move || drop_database(&url)).await??;

@@ -28,6 +28,30 @@ pub struct Row {
 }
 
 impl Row {
+    /// The row of a driven scenario.
+    pub fn measured(
+        store: &'static str,
+        scale: u64,
+        scenario: &'static str,
+        outcome: &crate::load::Outcome,
+        purchases: Option<u64>,
+        note: String,
+    ) -> Self {
+        Self {
+            store,
+            scale,
+            scenario,
+            requests: outcome.requests,
+            errors: outcome.errors,
+            errors_by_status: outcome.errors_by_status.clone(),
+            seconds: outcome.seconds,
+            p50_ms: outcome.p50_ms,
+            p99_ms: outcome.p99_ms,
+            purchases,
+            note,
+        }
+    }
+
     pub fn rate(&self) -> f64 {
         self.requests as f64 / self.seconds.max(1e-9)
     }
