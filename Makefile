@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BROWSER_DIR := crates/app/tests/browser
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt migrate deps browser-deps docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick
+.PHONY: help run test lint fmt migrate deps browser-deps docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick cluster-up cluster-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -83,6 +83,12 @@ db-up: ## Start the local MariaDB if it is not answering, and wait for it
 	fi
 	@mariadb-admin -uroot -h127.0.0.1 ping >/dev/null 2>&1 \
 		|| { echo "MariaDB is not reachable on 127.0.0.1:3306; the MySQL tests need it"; exit 1; }
+
+cluster-up: ## Start a 3-node MariaDB Galera cluster on 127.0.0.1:3307-3309 (own data in /tmp/mall-galera; installs galera-4, rsync if missing); a no-op when it is up
+	@scripts/galera-cluster.sh up
+
+cluster-down: ## Stop the Galera cluster that cluster-up started (by its pid files)
+	@scripts/galera-cluster.sh down
 
 db-clean: ## Drop the databases earlier test runs left behind
 	@for db in $$(mariadb -uroot -h127.0.0.1 -N -e \
