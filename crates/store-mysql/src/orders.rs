@@ -43,19 +43,6 @@ fn lines_of(c: &mut Conn, order_ids: &[String]) -> QueryResult<Vec<LineRow>> {
         .load(c)
 }
 
-/// Moves `units` from reserved back to available for each product, by ascending id.
-fn release(c: &mut Conn, units: &BTreeMap<i64, i64>) -> QueryResult<()> {
-    for (&product, &count) in units {
-        diesel::update(products::table.find(product))
-            .set((
-                products::available.eq(products::available + count),
-                products::reserved.eq(products::reserved - count),
-            ))
-            .execute(c)?;
-    }
-    Ok(())
-}
-
 fn units_per_product(lines: &[LineRow]) -> BTreeMap<i64, i64> {
     let mut units = BTreeMap::new();
     for line in lines {
@@ -269,7 +256,7 @@ fn place_batch(
     let writes = batch_writes(&plan, &before, &placed);
     // (An empty text must not reach the client library: it crashes on one.)
     if !writes.is_empty() {
-        c.batch_execute(&writes)?;
+        c.batch_execute(&crate::galera::atomic_writes(&writes))?;
     }
     // A key this batch claimed for a refused order is given back, as a rollback would.
     idempotency::settle_each(
@@ -384,20 +371,24 @@ fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usi
     if due.is_empty() {
         return Ok(0);
     }
-    let expired = diesel::update(
-        order_forms::table
-            .filter(order_forms::id.eq_any(&due))
-            .filter(order_forms::status.eq(PENDING)),
-    )
-    .set((
-        order_forms::status.eq(EXPIRED),
-        order_forms::pending_user.eq(None::<String>),
-        order_forms::closed_at.eq(Some(now)),
-    ))
-    .execute(c)?;
     let lines = lines_of(c, &due)?;
-    release(c, &units_per_product(&lines))?;
-    Ok(expired)
+    // The status change and the release go together, as one atomic block (see
+    // `galera::atomic_writes`): the due forms are locked, so each of them is expired here.
+    let ids: Vec<String> = due.iter().map(|id| sql_text::text(id)).collect();
+    let mut writes = vec![format!(
+        "UPDATE order_forms SET status = '{EXPIRED}', pending_user = NULL, closed_at = {} \
+         WHERE id IN ({}) AND status = '{PENDING}'",
+        sql_text::datetime(now),
+        ids.join(",")
+    )];
+    for (product, count) in units_per_product(&lines) {
+        writes.push(format!(
+            "UPDATE products SET available = available + {count}, reserved = reserved - {count} \
+             WHERE id = {product}"
+        ));
+    }
+    c.batch_execute(&crate::galera::atomic_writes(&writes.join(";\n")))?;
+    Ok(due.len())
 }
 
 #[async_trait]

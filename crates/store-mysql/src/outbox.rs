@@ -164,19 +164,24 @@ impl Outbox for MysqlStore {
         if ids.is_empty() {
             return Ok(());
         }
+        // In a transaction that is retried on a deadlock: on a Galera cluster, a claim by an
+        // instance on another node conflicts with this update at certification.
         self.blocking(move |c| {
-            // One statement per round of sends (chunked only past the placeholder budget).
-            for chunk in ids.chunks(IDS_PER_STATEMENT) {
-                let chunk: Vec<&str> = chunk.iter().map(EventId::as_str).collect();
-                diesel::update(
-                    outbox_events::table
-                        .filter(outbox_events::event_id.eq_any(chunk))
-                        .filter(outbox_events::delivered_at.is_null()),
-                )
-                .set(outbox_events::delivered_at.eq(Some(to_db(at))))
-                .execute(c)?;
-            }
-            Ok::<_, diesel::result::Error>(())
+            transaction::<_, anyhow::Error>(c, |c| {
+                // One statement per round of sends (chunked only past the placeholder budget).
+                for chunk in ids.chunks(IDS_PER_STATEMENT) {
+                    let chunk: Vec<&str> = chunk.iter().map(EventId::as_str).collect();
+                    diesel::update(
+                        outbox_events::table
+                            .filter(outbox_events::event_id.eq_any(chunk))
+                            .filter(outbox_events::delivered_at.is_null()),
+                    )
+                    .set(outbox_events::delivered_at.eq(Some(to_db(at))))
+                    .execute(c)?;
+                }
+                Ok(())
+            })
+            .map_err(TxError::into_error)
         })
         .await??;
         Ok(())
@@ -245,10 +250,15 @@ impl Outbox for MysqlStore {
         let before = to_db(before);
         let purged = self
             .blocking(move |c| {
-                diesel::sql_query("DELETE FROM outbox_events WHERE delivered_at < ? LIMIT ?")
+                transaction::<_, anyhow::Error>(c, |c| {
+                    Ok(diesel::sql_query(
+                        "DELETE FROM outbox_events WHERE delivered_at < ? LIMIT ?",
+                    )
                     .bind::<diesel::sql_types::Datetime, _>(before)
                     .bind::<BigInt, _>(limit)
-                    .execute(c)
+                    .execute(c)?)
+                })
+                .map_err(TxError::into_error)
             })
             .await??;
         Ok(purged)

@@ -107,7 +107,7 @@ fn pay_batch(
                 *held -= units;
             }
         }
-        c.batch_execute(&writes(jobs, &settled, &reserved))?;
+        c.batch_execute(&crate::galera::atomic_writes(&writes(jobs, &settled, &reserved)))?;
     }
 
     idempotency::settle_each(

@@ -62,7 +62,12 @@ pub(crate) fn transaction<T, E>(
 ) -> Result<T, TxError<E>> {
     let mut attempt = 1;
     loop {
-        match conn.transaction(&mut work) {
+        let attempt_once = |c: &mut Conn| {
+            let done = work(c)?;
+            crate::galera::still_in_transaction(c)?;
+            Ok(done)
+        };
+        match conn.transaction(attempt_once) {
             Err(TxError::Db(error)) if attempt < ATTEMPTS && is_transient(&error) => {
                 tracing::debug!(attempt, %error, "retrying a transaction");
                 std::thread::sleep(Duration::from_millis(u64::from(attempt) * 5));
