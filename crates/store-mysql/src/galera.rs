@@ -49,6 +49,11 @@ pub(crate) fn seen() {
     SEEN.store(true, Ordering::Relaxed);
 }
 
+/// Whether this process has met a Galera node.
+pub(crate) fn is_seen() -> bool {
+    SEEN.load(Ordering::Relaxed)
+}
+
 /// Fails with a deadlock error (so the transaction is retried) when the session is no longer in
 /// the transaction it began. On Galera, a transaction can be rolled back under the client by a
 /// conflicting write from another node (a brute-force abort); the next statement should then
@@ -57,7 +62,7 @@ pub(crate) fn seen() {
 /// look like the transaction's (a claim handed out twice, seen in the contract suite), or a
 /// client left waiting for an answer that never comes. Checked before COMMIT on Galera only.
 pub(crate) fn still_in_transaction(c: &mut Conn) -> QueryResult<()> {
-    if !SEEN.load(Ordering::Relaxed) {
+    if !is_seen() {
         return Ok(());
     }
     let inside: Value =
