@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BROWSER_DIR := crates/app/tests/browser
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt migrate deps browser-deps docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick cluster-up cluster-down
+.PHONY: help run test lint fmt migrate deps browser-deps docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick cluster-up cluster-down cluster-clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -16,7 +16,11 @@ help: ## List the targets
 run: deps ## Build and serve the in-memory demo on 127.0.0.1:8080 (prints an admin token and curl lines)
 	$(CARGO) run --bin mall -- --demo
 
-test: deps browser-deps db-up db-clean check-domain-pure ## Run every test, MariaDB ones included, then a short fault run
+# The Galera cluster tests (store-mysql's galera*.rs) need `make cluster-up`'s cluster;
+# MALL_TEST_GALERA=off skips them (and the start).
+GALERA_UP := $(if $(filter off,$(MALL_TEST_GALERA)),,cluster-up cluster-clean)
+
+test: deps browser-deps db-up db-clean check-domain-pure $(GALERA_UP) ## Run every test, MariaDB and Galera ones included, then a short fault run
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --all-targets --no-fail-fast; \
 	else \
@@ -89,6 +93,12 @@ cluster-up: ## Start a 3-node MariaDB Galera cluster on 127.0.0.1:3307-3309 (own
 
 cluster-down: ## Stop the Galera cluster that cluster-up started (by its pid files)
 	@scripts/galera-cluster.sh down
+
+cluster-clean: ## Drop the databases earlier test runs left on the Galera cluster
+	@for db in $$(mariadb -uroot -h127.0.0.1 -P3307 -N -e \
+		"SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'mall\\_test\\_%'"); do \
+		mariadb -uroot -h127.0.0.1 -P3307 -e "DROP DATABASE \`$$db\`"; \
+	done
 
 db-clean: ## Drop the databases earlier test runs left behind
 	@for db in $$(mariadb -uroot -h127.0.0.1 -N -e \

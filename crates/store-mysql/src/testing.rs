@@ -70,10 +70,53 @@ pub async fn fresh_store_with_url(options: PoolOptions) -> (MysqlStore, String) 
 /// Loudly, when a node is unreachable or the cluster is not whole: cluster tests never skip
 /// silently.
 pub fn galera_nodes() -> Option<Vec<String>> {
-    if std::env::var("MALL_TEST_GALERA").is_ok_and(|v| v == "off") {
-        eprintln!("MALL_TEST_GALERA=off: skipping a Galera cluster test");
+    if galera_off() {
         return None;
     }
+    // Held shared until the test process ends; the node-loss test takes it exclusively.
+    static SHARED: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let file = cluster_lock_file();
+        file.lock_shared().expect("a shared lock on the cluster tests' lock file");
+        file
+    });
+    Some(checked_galera_nodes())
+}
+
+/// Like [`galera_nodes`], for a test that disturbs the cluster (kills a node): waits until no
+/// other cluster test runs (they hold the lock shared, per test process under nextest), and
+/// keeps the others out while the returned file is held.
+///
+/// # Panics
+/// As [`galera_nodes`].
+pub fn galera_exclusive() -> Option<(Vec<String>, std::fs::File)> {
+    if galera_off() {
+        return None;
+    }
+    let file = cluster_lock_file();
+    file.lock().expect("an exclusive lock on the cluster tests' lock file");
+    Some((checked_galera_nodes(), file))
+}
+
+fn galera_off() -> bool {
+    let off = std::env::var("MALL_TEST_GALERA").is_ok_and(|v| v == "off");
+    if off {
+        eprintln!("MALL_TEST_GALERA=off: skipping a Galera cluster test");
+    }
+    off
+}
+
+fn cluster_lock_file() -> std::fs::File {
+    let path = std::env::temp_dir().join("mall-galera-tests.lock");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
+}
+
+fn checked_galera_nodes() -> Vec<String> {
     let nodes: Vec<String> = std::env::var("MALL_TEST_GALERA_URLS")
         .unwrap_or_else(|_| {
             "mysql://root@127.0.0.1:3307,mysql://root@127.0.0.1:3308,mysql://root@127.0.0.1:3309"
@@ -97,7 +140,7 @@ pub fn galera_nodes() -> Option<Vec<String>> {
             ),
         }
     }
-    Some(nodes)
+    nodes
 }
 
 /// A fresh, empty database on the cluster (created on the first node; DDL replicates), and its
