@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BROWSER_DIR := crates/app/tests/browser
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt migrate deps browser-deps docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick cluster-up cluster-down cluster-clean
+.PHONY: help run test lint fmt migrate deps browser-deps docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick bench-galera cluster-up cluster-down cluster-clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -113,6 +113,10 @@ bench: deps db-up ## Benchmark the release build on both stores, 10 s per scenar
 bench-quick: deps db-up ## The same, short: 3 s per scenario, 1× data only (under 2 minutes after the build)
 	$(CARGO) build --release -p app -p bench
 	target/release/mall-bench --seconds 3 --quick
+
+bench-galera: deps cluster-up ## On the Galera cluster: instances on three nodes vs on one (purchases, flash sale), then issue 12's black-box run (~2 min after the build)
+	$(CARGO) build --release -p app -p bench
+	target/release/mall-bench --galera mysql://root@127.0.0.1:3307,mysql://root@127.0.0.1:3308,mysql://root@127.0.0.1:3309 --seconds 5 --products 1000 --users 10000
 
 check-domain-pure: ## Fail if the domain crate depends on an I/O crate
 	@bad=$$($(CARGO) tree -p domain -e normal --prefix none --format '{p}' \
