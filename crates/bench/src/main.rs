@@ -582,7 +582,9 @@ fn write_report(
          ![Each scenario's req/s as a share of the in-memory GET /health, by store]({svg})\n\n\
          Raw results, every row with the machine, the command and the time: \
          [{json}]({json}). Where the time goes, what was changed for it and what stands \
-         between these figures and the goals: [performance.md](performance.md).\n\n\
+         between these figures and the goals: [performance.md](performance.md). On a Galera \
+         cluster (`make bench-galera`, instances on three nodes vs on one): \
+         [benchmarks-galera.md](benchmarks-galera.md).\n\n\
          ## Method\n\n\
          - **Load:** closed loop, {connections} connections (each sends its next request when \
          the last answered), {seconds} s per scenario, the release `mall` with its default \

@@ -83,6 +83,8 @@ struct Log {
     last_ok: Mutex<HashMap<usize, Instant>>,
     longest_gap: Mutex<Duration>,
     node_down: AtomicBool,
+    /// The longest a probe charge through node 1 took while node 3 was gone.
+    probe_longest: Mutex<Duration>,
     ok: AtomicI64,
     failed: AtomicI64,
 }
@@ -237,6 +239,37 @@ async fn a_node_killed_under_load_loses_nothing_and_rejoins() {
             }
         }));
     }
+    // A probe: a charge through the store on node 1 every 50 ms; the longest wait for one
+    // while node 3 is gone is the pause the surviving nodes' instances see.
+    let probe = {
+        let (stores, log, stop) = (stores.clone(), log.clone(), stop.clone());
+        tokio::spawn(async move {
+            let user = uid("u0");
+            let mut n = 0_u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let key = IdempotencyKey::new(user.clone(), &format!("p{n}"), "probe".to_owned())
+                    .expect("key");
+                let remember =
+                    Remember { key, at: Utc::now(), expires_at: Utc::now() + TimeDelta::hours(1) };
+                let sent = Instant::now();
+                loop {
+                    match stores[0].charge(user.clone(), points(1), Some(remember.clone())).await {
+                        Ok(_) | Err(ChargeError::Idempotency(IdempotencyError::AlreadyUsed)) => {
+                            log.charged.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+                if log.node_down.load(Ordering::Relaxed) {
+                    let mut longest = log.probe_longest.lock().expect("lock");
+                    *longest = (*longest).max(sent.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| tokio::spawn(worker(stores.clone(), log.clone(), products.clone(), w)))
         .collect();
@@ -256,6 +289,7 @@ async fn a_node_killed_under_load_loses_nothing_and_rejoins() {
         w.await.expect("worker");
     }
     stop.store(true, Ordering::Relaxed);
+    probe.await.expect("probe");
     for s in sweepers {
         s.await.expect("sweeper");
     }
@@ -329,12 +363,14 @@ async fn a_node_killed_under_load_loses_nothing_and_rejoins() {
         assert_eq!(size, 3, "the cluster is whole again");
         println!(
             "node loss: {} operations succeeded, {} failed (retried or refused with 503); \
-             node 3 down {:.1} s; longest pause of the stores on nodes 1-2 while it was gone \
-             {:.1} s; rejoin (restart to Synced) {:.1} s; payments {payments}; points {charged} \
-             = balances {balances} + paid {paid}",
+             node 3 killed, restarted {:.1} s later; longest wait for a probe charge through \
+             node 1 until node 3 was back {:.1} s; longest gap between successes of the \
+             workers' calls to nodes 1-2 {:.1} s; rejoin (restart to Synced) {:.1} s; payments \
+             {payments}; points {charged} = balances {balances} + paid {paid}",
             log.ok.load(Ordering::Relaxed),
             log.failed.load(Ordering::Relaxed),
             down_for.as_secs_f64() - rejoin.as_secs_f64(),
+            log.probe_longest.lock().expect("lock").as_secs_f64(),
             log.longest_gap.lock().expect("lock").as_secs_f64(),
             rejoin.as_secs_f64(),
         );
