@@ -84,6 +84,14 @@ fn claim(
     Ok((due, queued, lines))
 }
 
+/// The client lost the server (gone away, connection lost or closed): no answer came.
+fn connection_lost(error: &diesel::result::Error) -> bool {
+    let message = error.to_string();
+    ["gone away", "Lost connection", "closed the connection"]
+        .iter()
+        .any(|lost| message.contains(lost))
+}
+
 /// The claimed rows in claim order, each read back as its event — or, when that fails (a
 /// value that does not parse, a payment that is missing), as an unreadable row that the relay
 /// records as a failed attempt without holding up the others.
@@ -151,12 +159,24 @@ impl Outbox for MysqlStore {
     ) -> anyhow::Result<Vec<ClaimedEvent>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (now, lease_until) = (to_db(now), to_db(lease_until));
-        let (due, queued, lines) = self
-            .blocking(move |c| {
-                transaction::<_, anyhow::Error>(c, |c| Ok(claim(c, now, lease_until, limit)?))
-                    .map_err(TxError::into_error)
-            })
-            .await??;
+        // A claim whose connection was lost is tried once more on another one: its transaction
+        // was rolled back with the connection (or, lost at COMMIT, only leased rows that come
+        // due again at the lease's end). On Galera, see `galera::IDLE_LIMIT`.
+        let mut tries = 0;
+        let (due, queued, lines) = loop {
+            tries += 1;
+            let claimed = self
+                .blocking(move |c| {
+                    transaction::<_, anyhow::Error>(c, |c| Ok(claim(c, now, lease_until, limit)?))
+                })
+                .await?;
+            match claimed {
+                Err(TxError::Db(error)) if tries == 1 && connection_lost(&error) => {
+                    tracing::debug!(%error, "a claim lost its connection; claiming again");
+                }
+                claimed => break claimed.map_err(TxError::into_error)?,
+            }
+        };
         Ok(to_claimed(&due, &queued, &lines))
     }
 
