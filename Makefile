@@ -6,9 +6,11 @@ MALL_TEST_DATABASE_URL ?= mysql://root@127.0.0.1:3306
 export MALL_TEST_DATABASE_URL
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BROWSER_DIR := crates/app/tests/browser
+# The API tools (schemathesis, openapi-python-client), pinned in fuzz/requirements.txt.
+VENV := .venv-fuzz
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt migrate deps browser-deps docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick bench-galera cluster-up cluster-down cluster-clean
+.PHONY: help run test lint fmt migrate deps browser-deps fuzz-deps fuzz client docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick bench-galera cluster-up cluster-down cluster-clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -20,7 +22,7 @@ run: deps ## Build and serve the in-memory demo on 127.0.0.1:8080 (prints an adm
 # MALL_TEST_GALERA=off skips them (and the start).
 GALERA_UP := $(if $(filter off,$(MALL_TEST_GALERA)),,cluster-up cluster-clean)
 
-test: deps browser-deps db-up db-clean check-domain-pure $(GALERA_UP) ## Run every test, MariaDB and Galera ones included, then a short fault run
+test: deps browser-deps fuzz-deps db-up db-clean check-domain-pure $(GALERA_UP) ## Run every test, MariaDB and Galera ones included (schemathesis too), then a short fault run
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --all-targets --no-fail-fast; \
 	else \
@@ -73,6 +75,28 @@ browser-deps: ## Install Debian's Chromium and playwright-core for the Swagger U
 	@if [ ! -d $(BROWSER_DIR)/node_modules/playwright-core ]; then \
 		npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error; \
 	fi
+
+fuzz-deps: ## Install schemathesis and openapi-python-client (fuzz/requirements.txt) into .venv-fuzz/, if missing or changed
+	@if ! cmp -s fuzz/requirements.txt $(VENV)/installed-requirements.txt; then \
+		echo "installing the API tools of fuzz/requirements.txt into $(VENV)/"; \
+		python3 -c 'import ensurepip, venv' 2>/dev/null || { $(SUDO) apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; }; \
+		python3 -m venv $(VENV) && \
+		$(VENV)/bin/pip install -q --disable-pip-version-check -r fuzz/requirements.txt && \
+		cp fuzz/requirements.txt $(VENV)/installed-requirements.txt; \
+	fi
+
+fuzz: deps fuzz-deps db-up ## Schemathesis on both stores, longer, with a random seed (or MALL_FUZZ_SEED; MALL_FUZZ_MAX_EXAMPLES, default 500)
+	MALL_FUZZ_SEED=$${MALL_FUZZ_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
+	MALL_FUZZ_MAX_EXAMPLES=$${MALL_FUZZ_MAX_EXAMPLES:-500} \
+		$(CARGO) test -p app --test schemathesis -- --nocapture
+
+client: deps fuzz-deps ## Regenerate the Python client (clients/python/mall_client) from the API description
+	@doc=$$(mktemp --suffix=.json) && \
+	$(CARGO) run -q --bin mall -- openapi > $$doc && \
+	RUFF_NO_CACHE=true PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/openapi-python-client generate --path $$doc \
+		--meta none --output-path clients/python/mall_client --overwrite --fail-on-warning; \
+	status=$$?; rm -f $$doc; exit $$status
 
 docs-screenshot: browser-deps ## Refresh docs/swagger-ui.png from the live Swagger UI
 	MALL_SCREENSHOT=$(CURDIR)/docs/swagger-ui.png $(CARGO) nextest run -p app --test swagger_ui

@@ -26,6 +26,8 @@ pub enum MetricsAuth {
 pub enum Command {
     /// Apply pending database migrations to DATABASE_URL and exit (serving applies them too).
     Migrate,
+    /// Print the API description (what /openapi.json serves) and exit.
+    Openapi,
 }
 
 /// Every setting of the `mall` binary.
@@ -77,7 +79,9 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub db_timeout_ms: u64,
 
-    /// How long one SQL statement may run before the database stops it, in ms.
+    /// How long one SQL statement may run before the database stops it, in ms (at least 2 000,
+    /// and below the request timeout). A statement waits for a row lock half as long, in whole
+    /// seconds.
     #[arg(long, env = "MALL_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5_000,
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub db_statement_timeout_ms: u64,
@@ -179,6 +183,29 @@ impl Config {
         Self::parse_from(["mall"])
     }
 
+    /// Refuses settings that parse but do not work together: the limits must nest, a row-lock
+    /// wait (half the statement timeout) inside the statement timeout inside the request
+    /// timeout, so that a call stuck behind a lock gets a definite answer before its request
+    /// gives up on it.
+    ///
+    /// # Errors
+    /// With a message naming the settings.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.pool_options().check().map_err(|error| {
+            error.context("MALL_DB_STATEMENT_TIMEOUT_MS (--db-statement-timeout-ms) is too small")
+        })?;
+        if self.db_statement_timeout_ms >= self.request_timeout_ms {
+            anyhow::bail!(
+                "MALL_DB_STATEMENT_TIMEOUT_MS ({} ms) must be below MALL_REQUEST_TIMEOUT_MS ({} \
+                 ms): a statement must end, and its caller get an answer, before the request \
+                 gives up",
+                self.db_statement_timeout_ms,
+                self.request_timeout_ms
+            );
+        }
+        Ok(())
+    }
+
     pub fn pool_options(&self) -> store_mysql::PoolOptions {
         store_mysql::PoolOptions {
             size: self.db_pool_size.unwrap_or_else(default_pool_size),
@@ -233,5 +260,28 @@ mod tests {
         let migrate = Config::parse_from(["mall", "migrate", "--database-url", "mysql://h/db"]);
         assert_eq!(migrate.command, Some(Command::Migrate));
         assert_eq!(migrate.database_url.as_deref(), Some("mysql://h/db"));
+        assert_eq!(Config::parse_from(["mall", "openapi"]).command, Some(Command::Openapi));
+    }
+
+    #[test]
+    fn the_time_limits_must_nest() {
+        let config = Config::defaults();
+        config.check().expect("the defaults nest");
+        assert_eq!(config.pool_options().lock_wait(), Duration::from_secs(2));
+        let equal = Config::parse_from(["mall", "--db-statement-timeout-ms", "10000"]);
+        let error = format!("{:#}", equal.check().expect_err("not below the request limit"));
+        assert!(error.contains("MALL_REQUEST_TIMEOUT_MS"), "{error}");
+        let tiny = Config::parse_from(["mall", "--db-statement-timeout-ms", "1500"]);
+        let error = format!("{:#}", tiny.check().expect_err("no room for a lock wait"));
+        assert!(error.contains("MALL_DB_STATEMENT_TIMEOUT_MS"), "{error}");
+        let long = Config::parse_from([
+            "mall",
+            "--db-statement-timeout-ms",
+            "30000",
+            "--request-timeout-ms",
+            "60000",
+        ]);
+        long.check().expect("longer limits that nest");
+        assert_eq!(long.pool_options().lock_wait(), Duration::from_secs(15));
     }
 }

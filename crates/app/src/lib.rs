@@ -59,6 +59,7 @@ impl Application {
     /// A setting this build cannot honour, an address that cannot be bound, or a store that
     /// fails while the demo data is added.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        config.check()?;
         let publisher: Arc<dyn EventPublisher> = match &config.data_platform_url {
             Some(url) => {
                 let timeout = Duration::from_millis(config.data_platform_timeout_ms);
@@ -262,15 +263,26 @@ async fn connect_with_retries(
 /// `None`: it is served on its own address), and the API's own description at `/openapi.json`
 /// with Swagger UI at `/docs` (vendored: nothing is fetched).
 fn operations(cfg: &mut web::ServiceConfig, metrics: Option<MetricsAuth>) {
-    for (path, _, route) in ops_route_table(metrics) {
-        cfg.service(web::resource(path).route(route));
+    for (path, method, route) in ops_route_table(metrics) {
+        cfg.service(http_api::resource(path, &[method]).route(route));
     }
-    cfg.service(web::resource("/docs").route(web::get().to(|| async {
+    let get = [actix_web::http::Method::GET];
+    cfg.service(http_api::resource("/docs", &get).route(web::get().to(|| async {
         actix_web::HttpResponse::PermanentRedirect()
             .insert_header((actix_web::http::header::LOCATION, "/docs/"))
             .finish()
     })))
-    .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi()));
+    .service(http_api::resource("/openapi.json", &get).route(web::get().to(openapi_json)))
+    .service(
+        SwaggerUi::new("/docs/{_:.*}").config(utoipa_swagger_ui::Config::from("/openapi.json")),
+    );
+}
+
+/// `GET /openapi.json`: [`openapi`], built once.
+async fn openapi_json() -> actix_web::HttpResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| openapi().to_string());
+    actix_web::HttpResponse::Ok().content_type("application/json").body(body.as_str())
 }
 
 fn ops_route_table(
@@ -308,11 +320,10 @@ fn metrics_server(
         App::new()
             .app_data(mall.clone())
             .app_data(auth.clone())
-            .service(web::resource("/metrics").route(metrics_route(auth_rule)).default_service(
-                web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(http_api::ApiError::method_not_allowed())
-                }),
-            ))
+            .service(
+                http_api::resource("/metrics", &[actix_web::http::Method::GET])
+                    .route(metrics_route(auth_rule)),
+            )
             .default_service(web::to(|| async {
                 Err::<actix_web::HttpResponse, _>(http_api::ApiError::not_found("no such route"))
             }))
@@ -337,13 +348,13 @@ pub fn routes() -> Vec<(&'static str, actix_web::http::Method)> {
 #[openapi(paths(ready::endpoint, metrics::endpoint))]
 struct OperationsDoc;
 
-/// The whole description: the API's and the operations routes.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The whole description, as served at `/openapi.json`: the API's and the operations routes.
+pub fn openapi() -> serde_json::Value {
     use utoipa::OpenApi;
     let mut doc = http_api::ApiDoc::openapi();
     doc.merge(OperationsDoc::openapi());
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc
+    http_api::describe(doc)
 }
 
 /// `mall migrate`: applies pending migrations to `DATABASE_URL`.

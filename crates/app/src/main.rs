@@ -21,6 +21,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    if config.command == Some(Command::Openapi) {
+        println!("{:#}", app::openapi());
+        return Ok(());
+    }
     if config.command == Some(Command::Migrate) {
         let applied = app::migrate(&config).await?;
         tracing::info!(count = applied.len(), migrations = ?applied, "migrations applied");

@@ -34,7 +34,7 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
     description = "Prometheus metrics: requests and latency by route and status, business \
                    counters, the outbox backlog, the database pool. With MALL_METRICS_BIND it is \
                    served on that address instead of this one; with MALL_METRICS_AUTH=admin it \
@@ -46,6 +46,7 @@ pub fn handle() -> &'static PrometheusHandle {
          body = http_api::ErrorResponse),
         (status = 403, description = "MALL_METRICS_AUTH=admin: not an admin, or no admin token set (code 6)",
          body = http_api::ErrorResponse),
+        (status = 503, description = "the call took too long (code 7)", body = http_api::ErrorResponse),
     ))]
 pub async fn endpoint(mall: web::Data<Mall>) -> HttpResponse {
     if let Ok(report) = mall.health().await {

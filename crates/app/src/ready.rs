@@ -37,11 +37,15 @@ fn now_ms() -> i64 {
 }
 
 /// Readiness: database, migrations, relay.
-#[utoipa::path(get, path = "/ready", tag = "operations",
+#[utoipa::path(get, path = "/ready", tag = "operations", operation_id = "ready",
     description = "Whether this instance should get traffic: the database answers, every \
                    migration is applied, the outbox relay is alive. 503 (code 7) names the \
                    failing checks in `failing`; their causes are logged, not shown.",
-    responses((status = 200, description = "ready"), (status = 503, description = "not ready")))]
+    responses(
+        (status = 200, description = "ready", body = Readiness),
+        (status = 503, description = "not ready (code 7), or the call took too long",
+         body = Readiness, headers(("Retry-After" = String, description = "seconds"))),
+    ))]
 pub async fn endpoint(mall: web::Data<Mall>, relay: web::Data<Arc<Heartbeat>>) -> HttpResponse {
     let database = match mall.health().await {
         Ok(_) => json!({"ok": true}),
@@ -75,6 +79,23 @@ pub async fn endpoint(mall: web::Data<Mall>, relay: web::Data<Arc<Heartbeat>>) -
         "failing": failing,
         "checks": checks,
     }))
+}
+
+/// The body of `/ready` (its schema in the description; the handler writes it as JSON).
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Readiness {
+    /// 0 when ready, 7 when not.
+    #[schema(minimum = 0, maximum = 7)]
+    errorcode: u8,
+    /// `ready` or `not ready`.
+    status: Option<String>,
+    /// `not ready: <the failing checks>` (only when not ready).
+    message: Option<String>,
+    /// The failing checks' names: `database`, `migrations`, `relay`.
+    failing: Option<Vec<String>>,
+    /// Each check: `{"ok": bool, ...}` with its detail.
+    checks: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// A check that could not run: its cause (which may hold host names, SQL or a user name) goes

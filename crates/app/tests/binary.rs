@@ -40,6 +40,10 @@ fn bad_settings_stop_it_with_a_clear_message() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("order-ttl-secs"));
 
+    let output = mall().env("MALL_DB_STATEMENT_TIMEOUT_MS", "10000").output().expect("mall runs");
+    assert!(!output.status.success(), "a statement limit equal to the request limit");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("must be below MALL_REQUEST_TIMEOUT"));
+
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     let address = taken.local_addr().expect("address").to_string();
     let output = mall().env("MALL_BIND", &address).output().expect("mall runs");

@@ -15,7 +15,10 @@ use crate::error::{ApiError, ErrorCode};
 
 /// A JSON number where the API expects a signed 64-bit integer. Any JSON number deserializes,
 /// so that "not a whole number in range" can be told apart from "not a number" (a type error,
-/// code 1): `1.5`, `1e30` and `9223372036854775808` are [`JsonInt::Unrepresentable`].
+/// code 1): `1.5`, `1e30` and `9223372036854775808` are [`JsonInt::Unrepresentable`]. A number
+/// written with a fraction or an exponent whose value is whole (`2.0`, `1e3`) is that integer,
+/// as JSON Schema's `integer` reads it (ADR 0008); it is read as a 64-bit float first, so past
+/// 2^53 it is only as exact as the float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonInt {
     Exact(i64),
@@ -49,8 +52,15 @@ impl<'de> Deserialize<'de> for JsonInt {
                 Ok(i64::try_from(v).map_or(JsonInt::Unrepresentable, JsonInt::Exact))
             }
 
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<JsonInt, E> {
-                Ok(JsonInt::Unrepresentable)
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<JsonInt, E> {
+                // -2^63 ..= 2^63 - 1, as floats: the upper bound 2^63 itself is out of range.
+                let in_range =
+                    (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&v);
+                Ok(if v.fract() == 0.0 && in_range {
+                    JsonInt::Exact(v as i64)
+                } else {
+                    JsonInt::Unrepresentable
+                })
             }
         }
 
@@ -76,23 +86,56 @@ impl JsonInt {
     }
 }
 
+/// The patterns the description gives the values the handlers accept (set by
+/// [`crate::openapi`]). Each is what the parser named beside it accepts: the tests in
+/// `openapi.rs` compare the two on generated strings, and the schema-driven fuzzing run in
+/// `make test` compares the document with the server.
+pub mod rules {
+    /// [`domain::values::UserId::parse`].
+    pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
+    /// [`crate::routes`]' path ids: [`super::canonical_decimal`], then `>= 1`.
+    pub const PRODUCT_ID_PATTERN: &str = "^[1-9][0-9]*$";
+    /// Query numbers: [`super::canonical_decimal`].
+    pub const DECIMAL_PATTERN: &str = "^(0|[1-9][0-9]*)$";
+    /// [`domain::idempotency::IdempotencyKey::new`]: 1-255 visible ASCII characters.
+    pub const IDEMPOTENCY_KEY_PATTERN: &str = "^[!-~]{1,255}$";
+    /// [`domain::values::ProductName::parse`]: after trimming white space (Rust's
+    /// `char::is_whitespace`), 1-200 characters, none of them a control character (`Cc`).
+    /// Written out with explicit classes so that every regex dialect reads it alike.
+    pub const PRODUCT_NAME_PATTERN: &str = concat!(
+        "^[\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*",
+        "[^\\x00-\\x20\\x7F-\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]",
+        "(?:[^\\x00-\\x1F\\x7F-\\x9F]{0,198}",
+        "[^\\x00-\\x20\\x7F-\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000])?",
+        "[\\t\\n\\x0B\\f\\r \\x85\\xA0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000]*$",
+    );
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// 1-64 characters of `[A-Za-z0-9._-]`.
+    #[schema(min_length = 1, max_length = 64)]
     pub id: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeRequest {
+    /// Points to add, at least 1; a balance that would pass 2^63-1 is code 2.
+    #[schema(value_type = i64, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub amount: JsonInt,
 }
 
-/// One line of an order or pay body: `{"product_id": 1, "count": 2}`.
+/// One line of an order or pay body: `{"product_id": 1, "count": 2}`. Lines naming the same
+/// product are summed; an order has at most 100 distinct products and at most 1 000 000 units
+/// of one product.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
+    #[schema(value_type = i64, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub product_id: JsonInt,
+    #[schema(value_type = i64, minimum = 1, maximum = 1_000_000)]
     pub count: JsonInt,
 }
 
@@ -110,17 +153,41 @@ pub fn order_items(lines: Vec<ItemRequest>) -> Result<OrderItems, ApiError> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProductRequest {
+    /// Trimmed of white space, then 1-200 characters and no control characters.
     pub name: String,
+    #[schema(value_type = i64, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub price: JsonInt,
+    /// The units on the shelf, 0 or more.
+    #[schema(value_type = i64, minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub quantity: JsonInt,
 }
 
+/// At least one field; a field is left out, never `null`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditProductRequest {
+    /// Trimmed of white space, then 1-200 characters and no control characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, nullable = false)]
     pub name: Option<String>,
+    /// The new price, for later orders.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = i64, nullable = false, minimum = 1,
+             maximum = 9_223_372_036_854_775_807_i64)]
     pub price: Option<JsonInt>,
+    /// Units to add to the available stock; the units on the shelf may not pass 2^63-1.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = i64, nullable = false, minimum = 1,
+             maximum = 9_223_372_036_854_775_807_i64)]
     pub restock: Option<JsonInt>,
+}
+
+/// An optional field that, when given, must hold a value: `null` is a malformed body (code 1),
+/// as the description says (the fields are not nullable).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// `raw` as a whole number written the one way a path or a query string may write it:
@@ -134,24 +201,33 @@ pub fn canonical_decimal(raw: &str) -> Option<u64> {
     canonical.then(|| raw.parse().ok()).flatten()
 }
 
-/// A query-string number, written as [`canonical_decimal`] requires.
+/// The largest number a query string may carry: numbers in the API are signed 64-bit.
+pub const QUERY_MAX: u64 = i64::MAX as u64;
+
+/// A query-string number, written as [`canonical_decimal`] requires, from 0 to
+/// [`QUERY_MAX`] (the API's numbers are signed 64-bit; a larger offset is an error, not an
+/// empty page).
 fn query_decimal<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
     let raw = String::deserialize(deserializer)?;
-    canonical_decimal(&raw).map(Some).ok_or_else(|| {
-        de::Error::custom(format!("{raw:?} is not a whole number written with digits only"))
+    canonical_decimal(&raw).filter(|n| *n <= QUERY_MAX).map(Some).ok_or_else(|| {
+        de::Error::custom(format!(
+            "{raw:?} is not a whole number from 0 to {QUERY_MAX} written with digits only"
+        ))
     })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Products to skip; digits only, no leading zero.
+    /// Products to skip (default 0); digits only, no leading zero.
     #[serde(default, deserialize_with = "query_decimal")]
-    #[param(pattern = "^(0|[1-9][0-9]*)$")]
+    #[param(value_type = i64, minimum = 0, maximum = 9_223_372_036_854_775_807_i64,
+            pattern = "^(0|[1-9][0-9]*)$")]
     pub offset: Option<u64>,
-    /// Products per page (1 or more; above 100 is 100); digits only, no leading zero.
+    /// Products per page (default 20; above 100 is 100); digits only, no leading zero.
     #[serde(default, deserialize_with = "query_decimal")]
-    #[param(minimum = 1, pattern = "^(0|[1-9][0-9]*)$")]
+    #[param(value_type = i64, minimum = 1, maximum = 9_223_372_036_854_775_807_i64,
+            pattern = "^(0|[1-9][0-9]*)$")]
     pub limit: Option<u64>,
 }
 
@@ -360,9 +436,23 @@ mod tests {
         assert_eq!(parse("42").ok(), Some(JsonInt::Exact(42)));
         assert_eq!(parse("-7").ok(), Some(JsonInt::Exact(-7)));
         assert_eq!(parse("9223372036854775807").ok(), Some(JsonInt::Exact(i64::MAX)));
-        for unrepresentable in ["9223372036854775808", "1.5", "1e30", "-99999999999999999999"] {
-            assert_eq!(parse(unrepresentable).ok(), Some(JsonInt::Unrepresentable));
+        let unrepresentable =
+            ["9223372036854775808", "1.5", "1e30", "-99999999999999999999", "9.3e18", "1e-3"];
+        for number in unrepresentable {
+            assert_eq!(parse(number).ok(), Some(JsonInt::Unrepresentable), "{number}");
         }
+        let whole = [
+            ("2.0", 2),
+            ("1e3", 1000),
+            ("-4.0", -4),
+            ("0.0", 0),
+            ("2251799813685247.0", (1 << 51) - 1),
+            ("4611686018427387904.0", 1 << 62),
+        ];
+        for (number, value) in whole {
+            assert_eq!(parse(number).ok(), Some(JsonInt::Exact(value)), "{number}");
+        }
+        assert_eq!(parse("-9223372036854775808.0").ok(), Some(JsonInt::Exact(i64::MIN)));
         for wrong_type in ["\"42\"", "null", "true", "[1]"] {
             assert!(parse(wrong_type).is_err(), "{wrong_type}");
         }

@@ -66,12 +66,14 @@ pub struct ApiError {
     message: String,
     /// Seconds for a `Retry-After` header.
     retry_after: Option<u64>,
+    /// The methods for an `Allow` header (405).
+    allow: Option<String>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
-        Self { status, code, message: message.into(), retry_after }
+        Self { status, code, message: message.into(), retry_after, allow: None }
     }
 
     /// 429, code 7: too many calls; retry after `wait`.
@@ -106,13 +108,18 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::InvalidRequest, message)
     }
 
-    /// 405, code 1: the route exists, the method does not.
-    pub fn method_not_allowed() -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::InvalidRequest,
-            "this method is not allowed on this route",
-        )
+    /// 405, code 1: the route exists, the method does not; `allow` lists the methods it has
+    /// (`GET, PATCH`), sent as `Allow` (RFC 9110 §15.5.6).
+    pub fn method_not_allowed(allow: impl Into<String>) -> Self {
+        let allow = allow.into();
+        Self {
+            allow: Some(allow.clone()),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorCode::InvalidRequest,
+                format!("this method is not allowed on this route (allowed: {allow})"),
+            )
+        }
     }
 
     /// 400, code 2.
@@ -163,6 +170,9 @@ impl ResponseError for ApiError {
         }
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        if let Some(allow) = &self.allow {
+            response.insert_header((header::ALLOW, allow.clone()));
         }
         response.json(ErrorResponse { errorcode: self.code, message: self.message.clone() })
     }

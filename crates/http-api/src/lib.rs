@@ -23,7 +23,7 @@ use tracing::Instrument;
 pub use auth::{Admin, Authenticator, Caller, JwtKey, JwtSettings, ADMIN_ROLE};
 pub use error::{ApiError, ErrorCode, ErrorResponse};
 pub use limits::{RateLimit, RateLimits};
-pub use openapi::ApiDoc;
+pub use openapi::{describe, openapi, ApiDoc};
 
 /// The largest JSON body accepted; larger ones answer 413, code 1.
 pub const JSON_LIMIT_BYTES: usize = 64 * 1024;
@@ -74,8 +74,9 @@ pub fn configure(mall: Mall, settings: ApiSettings) -> impl FnOnce(&mut web::Ser
             web::QueryConfig::default().error_handler(|error, _| ApiError::from(&error).into()),
         )
         .default_service(web::to(routes::no_route));
-        for (path, routes) in grouped(route_table()) {
-            let resource = routes.into_iter().fold(resource(path), |r, route| r.route(route));
+        for (path, methods, routes) in grouped(route_table()) {
+            let resource =
+                routes.into_iter().fold(resource(path, &methods), |r, route| r.route(route));
             cfg.service(resource);
         }
     }
@@ -106,22 +107,36 @@ pub fn routes() -> Vec<(&'static str, Method)> {
     route_table().into_iter().map(|(path, method, _)| (path, method)).collect()
 }
 
+/// A path, its methods and their routes.
+type RouteGroup = (&'static str, Vec<Method>, Vec<actix_web::Route>);
+
 /// Routes grouped by path, in first-seen order.
-fn grouped(
-    table: Vec<(&'static str, Method, actix_web::Route)>,
-) -> Vec<(&'static str, Vec<actix_web::Route>)> {
-    let mut groups: Vec<(&'static str, Vec<actix_web::Route>)> = Vec::new();
-    for (path, _, route) in table {
-        match groups.iter_mut().find(|(p, _)| *p == path) {
-            Some((_, routes)) => routes.push(route),
-            None => groups.push((path, vec![route])),
+fn grouped(table: Vec<(&'static str, Method, actix_web::Route)>) -> Vec<RouteGroup> {
+    let mut groups: Vec<RouteGroup> = Vec::new();
+    for (path, method, route) in table {
+        match groups.iter_mut().find(|(p, _, _)| *p == path) {
+            Some((_, methods, routes)) => {
+                methods.push(method);
+                routes.push(route);
+            }
+            None => groups.push((path, vec![method], vec![route])),
         }
     }
     groups
 }
 
-fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(routes::wrong_method))
+/// A resource whose other methods answer 405, code 1, with `Allow` naming `methods`.
+pub fn resource(path: &str, methods: &[Method]) -> Resource {
+    let allow = allow_header(methods);
+    web::resource(path).default_service(web::to(move || {
+        let allow = allow.clone();
+        async move { Err::<actix_web::HttpResponse, _>(ApiError::method_not_allowed(allow)) }
+    }))
+}
+
+/// The value of an `Allow` header for `methods` (RFC 9110 §10.2.1), e.g. `GET, PATCH`.
+fn allow_header(methods: &[Method]) -> String {
+    methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// Answers 503, code 7, when a request takes longer than [`ApiSettings::request_timeout`]

@@ -101,7 +101,7 @@ fn log_order(order_id: &domain::values::OrderId) {
 }
 
 /// A path's product id: a positive integer written with digits only, no leading zero.
-fn product_id(raw: &str) -> Result<ProductId, ApiError> {
+pub(crate) fn product_id(raw: &str) -> Result<ProductId, ApiError> {
     let number = canonical_decimal(raw).and_then(|n| i64::try_from(n).ok()).ok_or_else(|| {
         ApiError::bad_request(format!(
             "product id {raw:?} is not a positive integer written with digits only"
@@ -152,7 +152,7 @@ pub async fn product(mall: web::Data<Mall>, path: web::Path<String>) -> Reply {
 pub async fn catalog(mall: web::Data<Mall>, query: web::Query<PageQuery>) -> Reply {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if limit == 0 {
-        return Err(ApiError::bad_request("limit must be at least 1 (at most 100 are returned)"));
+        return Err(zero_limit());
     }
     let page = mall.catalog(query.offset.unwrap_or(0), limit).await?;
     ok(CatalogBody {
@@ -195,7 +195,7 @@ pub async fn edit_product(
         restock: body.restock.map(|r| r.amount().and_then(Count::new)).transpose()?,
     };
     if edit == ProductEdit::default() {
-        return Err(ApiError::bad_request("give at least one of name, price, restock"));
+        return Err(empty_edit());
     }
     let product = mall.edit_product(id, edit).await?;
     ok(ProductBody { product: product.into() })
@@ -243,6 +243,16 @@ pub async fn pay(
     ok(PayBody { payment: receipt.payment.into(), amount: receipt.balance.get() })
 }
 
+/// 400, code 1: `limit=0`.
+pub(crate) fn zero_limit() -> ApiError {
+    ApiError::bad_request("limit must be at least 1 (at most 100 are returned)")
+}
+
+/// 400, code 1: an edit that changes nothing.
+pub(crate) fn empty_edit() -> ApiError {
+    ApiError::bad_request("give at least one of name, price, restock")
+}
+
 pub async fn health(mall: web::Data<Mall>) -> Reply {
     let report = mall.health().await.map_err(|cause| ApiError::unavailable(&cause))?;
     ok(HealthBody::from(report))
@@ -250,8 +260,4 @@ pub async fn health(mall: web::Data<Mall>) -> Reply {
 
 pub async fn no_route() -> Reply {
     Err(ApiError::not_found("no such route"))
-}
-
-pub async fn wrong_method() -> Reply {
-    Err(ApiError::method_not_allowed())
 }

@@ -208,11 +208,76 @@ async fn ids_and_page_numbers_are_canonical_digits() {
     let (status, _) = send(&app, get("/product/9223372036854775807")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "the largest id is an id");
 
-    for bad in ["limit=%2B1", "offset=%2B1", "limit=01", "offset=00", "offset=01", "limit=1.0"] {
+    let past_i64 = ["offset=9223372036854775808", "limit=9223372036854775808"];
+    let past_u64 = ["offset=18446744073709551616", "limit=99999999999999999999"];
+    for bad in ["limit=%2B1", "offset=%2B1", "limit=01", "offset=00", "offset=01", "limit=1.0"]
+        .into_iter()
+        .chain(past_i64)
+        .chain(past_u64)
+    {
         assert_error(send(&app, get(&format!("/product?{bad}"))).await, 400, 1);
     }
-    for good in ["offset=0&limit=1", "offset=1", "limit=100", "offset=18446744073709551615"] {
+    let largest = "offset=9223372036854775807&limit=9223372036854775807";
+    for good in ["offset=0&limit=1", "offset=1", "limit=100", largest] {
         assert_eq!(send(&app, get(&format!("/product?{good}"))).await.0, StatusCode::OK, "{good}");
+    }
+}
+
+/// The fields of an edit are left out, never `null` (the description says they are not
+/// nullable): `{"name": null, "price": 5}` is a malformed body, and changes nothing.
+#[actix_web::test]
+async fn an_edit_with_a_null_field_is_malformed() {
+    let app = service(shop().mall, Some(TOKEN)).await;
+    stocked(&app).await;
+    for body in
+        [json!({"name": null, "price": 5}), json!({"restock": null}), json!({"price": null})]
+    {
+        assert_error(send(&app, admin(patch("/product/1", body))).await, 400, 1);
+    }
+    let (_, body) = send(&app, get("/product/1")).await;
+    assert_eq!(body["product"], json!({"id": 1, "name": "Tea", "price": 1000, "quantity": 10}));
+}
+
+/// A number with a zero fraction or an exponent is the whole number it writes, as JSON Schema's
+/// `integer` reads it (ADR 0008); a fraction or a value past 64 bits is still code 2.
+#[actix_web::test]
+async fn whole_numbers_written_as_floats_count() {
+    let app = service(shop().mall, Some(TOKEN)).await;
+    stocked(&app).await;
+    let (status, body) = send(&app, patch("/user/alice/charge", json!({"amount": 1e3}))).await;
+    assert_eq!((status, body["amount"].clone()), (StatusCode::OK, json!(11_000)), "{body}");
+    let items = json!([{"product_id": 2.0, "count": 2.0}]);
+    let (status, body) = send(&app, post("/order/alice", items)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["order"]["items"], json!([{"product_id": 2, "count": 2, "price": 500}]));
+    for amount in [json!(2.5), json!(9.3e18)] {
+        let answer = send(&app, patch("/user/alice/charge", json!({"amount": amount}))).await;
+        assert_error(answer, 400, 2);
+    }
+}
+
+/// A known route with another method answers 405 with `Allow` naming the route's methods
+/// (RFC 9110), in the SPEC's JSON.
+#[actix_web::test]
+async fn wrong_methods_answer_405_with_allow() {
+    let app = service(shop().mall, Some(TOKEN)).await;
+    for (method, path, allow) in [
+        (Method::DELETE, "/user/alice/point", "GET"),
+        (Method::TRACE, "/product/1", "GET, PATCH"),
+        (Method::PUT, "/product", "GET, POST"),
+        (Method::GET, "/user/alice/charge", "PATCH"),
+        (Method::HEAD, "/order/alice/pay", "POST"),
+        (Method::OPTIONS, "/health", "GET"),
+    ] {
+        let request = TestRequest::default().method(method.clone()).uri(path).to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        let header = response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok());
+        assert_eq!(header, Some(allow), "{method} {path}");
+        if method != Method::HEAD {
+            let body: Value = test::read_body_json(response).await;
+            assert_eq!(body["errorcode"], 1, "{body}");
+        }
     }
 }
 

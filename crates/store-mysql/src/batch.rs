@@ -5,30 +5,189 @@
 //! There is no batching window and no timer: a call that finds the queue idle starts a drain
 //! right away (a batch of one), and calls that arrive meanwhile form the next batch. Under light
 //! load a call costs what it did alone; under heavy load batches grow by themselves.
+//!
+//! Each kind of call has two lanes (ADR 0007), so that one row held elsewhere cannot stop the
+//! calls that do not need it:
+//!
+//! - the **main lane** locks the rows it can only wait for briefly (users) as usual, and skips
+//!   the products (or, for charges, the users) another transaction holds (`SKIP LOCKED`); a call
+//!   that needs a skipped row is not decided in that batch but moved to the slow lane, so the
+//!   main lane never waits on someone else's product lock (rows the other main lanes of this
+//!   store hold are waited for instead: they are free within one short transaction, see
+//!   [`Ctx`]);
+//! - the **slow lane** first waits for those rows without holding anything (one short
+//!   transaction per row, each at most a lock wait), answers `Unexpected` to the calls whose row
+//!   is still held, and runs the others in a transaction that waits for its locks;
+//! - a batch whose transaction fails for a reason one of its calls may have brought (a lock-wait
+//!   timeout, an interrupted statement, deadlocks that persist) is split: in the main lane its
+//!   calls move to the slow lane; there it is halved until the failing call is alone, which
+//!   answers `Unexpected`. Nothing of a failed transaction is applied.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::anyhow;
+use diesel::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::tx::{transaction, TxError};
+use crate::locking::{existing_users, lock_users};
+use crate::schema::{products, users};
+use crate::tx::{contention, transaction_with, Contention, Retries, TxError};
 use crate::{Conn, MysqlStore};
 
-/// Runs one batch inside a transaction: one outcome per job, in order. An `Err` fails the whole
-/// batch (the transaction rolls back, and every caller gets it as `Unexpected`).
-pub(crate) type RunBatch<J, T, E> =
-    fn(&mut Conn, &[J]) -> Result<Vec<Result<T, E>>, TxError<anyhow::Error>>;
+/// How a batch takes the row locks that someone else might hold for long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// Rows another transaction holds are skipped (`FOR UPDATE SKIP LOCKED`), and the calls that
+    /// need them are answered [`Verdict::Deferred`].
+    Skip,
+    /// Every lock is waited for (at most the lock wait).
+    Wait,
+}
 
-/// One kind of coalesced call: its queue, how it runs, and how batches have turned out.
+/// Rows a deferred call needs that another transaction held.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Busy {
+    pub(crate) products: BTreeSet<i64>,
+    pub(crate) users: BTreeSet<String>,
+}
+
+impl Busy {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.products.is_empty() && self.users.is_empty()
+    }
+
+    pub(crate) fn products(products: impl IntoIterator<Item = i64>) -> Self {
+        Self { products: products.into_iter().collect(), ..Self::default() }
+    }
+
+    pub(crate) fn user(user: &str) -> Self {
+        Self { users: BTreeSet::from([user.to_owned()]), ..Self::default() }
+    }
+
+    fn meets(&self, other: &Self) -> bool {
+        !self.products.is_disjoint(&other.products) || !self.users.is_disjoint(&other.users)
+    }
+
+    pub(crate) fn users<'a>(users: impl IntoIterator<Item = &'a str>) -> Self {
+        Self { users: users.into_iter().map(str::to_owned).collect(), ..Self::default() }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.products.extend(other.products.iter().copied());
+        self.users.extend(other.users.iter().cloned());
+    }
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let products = self.products.iter().map(|id| format!("product {id}"));
+        let users = self.users.iter().map(|id| format!("user {id}"));
+        let rows: Vec<String> = products.chain(users).collect();
+        write!(f, "{}", rows.join(", "))
+    }
+}
+
+/// What a batch says about one of its calls.
+#[derive(Debug)]
+pub(crate) enum Verdict<T, E> {
+    /// Decided in this batch: accepted (and written) or refused.
+    Done(Result<T, E>),
+    /// Not decided (nothing of it written, its idempotency key not kept): it needs rows another
+    /// transaction holds. Only in [`Lane::Skip`].
+    Deferred(Busy),
+}
+
+/// Runs one batch inside a transaction: one verdict per job, in order. An `Err` fails the whole
+/// batch (the transaction rolls back).
+pub(crate) type RunBatch<J, T, E> =
+    fn(&mut Conn, &[J], &Ctx) -> Result<Vec<Verdict<T, E>>, TxError<anyhow::Error>>;
+
+/// What a batch's transaction knows of its surroundings: its lane, and the rows the main lanes
+/// of this store hold at the moment.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) lane: Lane,
+    own: Arc<OwnLocks>,
+    batch: u64,
+}
+
+impl Ctx {
+    /// Notes rows this batch has locked, so other main lanes of this store wait for them rather
+    /// than put their calls off (only in [`Lane::Skip`]: the slow lane may hold rows while it
+    /// waits for others, which must not make a main lane wait).
+    pub(crate) fn holds(&self, rows: Busy) {
+        if self.lane == Lane::Skip {
+            self.own.add(self.batch, rows);
+        }
+    }
+
+    /// Of `busy` (rows a `SKIP LOCKED` read left out), those another main-lane batch of this
+    /// store holds: they are free again when that short transaction ends, so waiting for them
+    /// beats putting calls off.
+    pub(crate) fn held_here(&self, busy: &Busy) -> Busy {
+        self.own.held_by_others(self.batch, busy)
+    }
+}
+
+/// The rows each running main-lane batch of this store has locked.
+#[derive(Debug, Default)]
+pub(crate) struct OwnLocks {
+    next: AtomicU64,
+    held: Mutex<Vec<(u64, Busy)>>,
+}
+
+impl OwnLocks {
+    fn begin(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn add(&self, batch: u64, rows: Busy) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.iter_mut().find(|(id, _)| *id == batch) {
+            Some((_, mine)) => mine.add(&rows),
+            None => held.push((batch, rows)),
+        }
+    }
+
+    fn held_by_others(&self, batch: u64, busy: &Busy) -> Busy {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found = Busy::default();
+        for (_, rows) in held.iter().filter(|(id, _)| *id != batch) {
+            found.products.extend(busy.products.intersection(&rows.products).copied());
+            found.users.extend(busy.users.intersection(&rows.users).cloned());
+        }
+        found
+    }
+
+    /// The batch's transaction has ended: its rows are free.
+    fn end(&self, batch: u64) {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).retain(|(id, _)| *id != batch);
+    }
+}
+
+type Reply<T, E> = oneshot::Sender<Result<T, E>>;
+
+/// Why a batch's transaction did not commit.
+struct Failed {
+    error: anyhow::Error,
+    /// The failure may be one call's doing (a row it needs is held, its statement ran out of
+    /// time, it keeps deadlocking): worth splitting the batch.
+    split: bool,
+}
+
+/// One kind of coalesced call: its two queues, how it runs, and how batches have turned out.
 pub(crate) struct Coalesced<J, T, E> {
     what: &'static str,
-    batcher: Batcher<J, Result<T, E>>,
+    main: Batcher<J, Result<T, E>>,
+    slow: Batcher<(J, Busy), Result<T, E>>,
     /// The most a batch may weigh (see `weight`).
     budget: usize,
     weight: fn(&J) -> usize,
+    /// The user whose row the job locks (every kind locks its caller's user row).
+    user_of: fn(&J) -> &str,
     run: RunBatch<J, T, E>,
     stats: BatchStats,
 }
@@ -49,13 +208,16 @@ where
         what: &'static str,
         budget: usize,
         weight: fn(&J) -> usize,
+        user_of: fn(&J) -> &str,
         run: RunBatch<J, T, E>,
     ) -> Self {
         Self {
             what,
-            batcher: Batcher::default(),
+            main: Batcher::default(),
+            slow: Batcher::default(),
             budget,
             weight,
+            user_of,
             run,
             stats: BatchStats::default(),
         }
@@ -73,10 +235,10 @@ where
         store: &MysqlStore,
         job: J,
     ) -> impl Future<Output = Result<T, E>> + Send + 'static {
-        let (answer, start) = self.batcher.submit(job);
+        let (answer, start) = self.main.submit(job);
         if start {
             let (this, store) = (self.clone(), store.clone());
-            tokio::spawn(async move { this.drain(&store).await });
+            tokio::spawn(async move { this.drain_main(&store).await });
         }
         let what = self.what;
         async move {
@@ -86,32 +248,308 @@ where
         }
     }
 
-    /// Runs queued jobs, a batch per transaction, until the queue is empty.
-    async fn drain(&self, store: &MysqlStore) {
-        while let Some(batch) = self.batcher.next_batch(self.budget, self.weight) {
-            let (jobs, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
-            self.stats.record(jobs.len());
-            metrics::histogram!("db_batch_size", "calls" => self.what).record(jobs.len() as f64);
-            let run = self.run;
-            let done = store
-                .blocking(move |c| transaction(c, |c| run(c, &jobs)).map_err(TxError::into_error))
-                .await;
-            match done {
-                Ok(Ok(outcomes)) => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(outcome);
+    /// Moves a call to the slow lane, starting its drain if none runs.
+    fn defer(self: &Arc<Self>, store: &MysqlStore, job: J, reply: Reply<T, E>, busy: Busy) {
+        self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("db_batch_deferred_total", "calls" => self.what).increment(1);
+        if self.slow.enqueue((job, busy), reply) {
+            let (this, store) = (self.clone(), store.clone());
+            tokio::spawn(async move { this.drain_slow(&store).await });
+        }
+    }
+
+    /// Runs `jobs` as one transaction on a pooled connection; gives the jobs back with the
+    /// verdicts (or the failure), so deferred ones can move on.
+    async fn run_batch(
+        &self,
+        store: &MysqlStore,
+        jobs: Vec<J>,
+        lane: Lane,
+    ) -> (Option<Vec<J>>, Result<Vec<Verdict<T, E>>, Failed>) {
+        let run = self.run;
+        let own = store.own_locks.clone();
+        let done = store
+            .blocking(move |c| {
+                let ctx = Ctx { lane, batch: own.begin(), own };
+                let result = transaction_with(c, Retries::BATCH, |c| run(c, &jobs, &ctx));
+                ctx.own.end(ctx.batch);
+                (jobs, result)
+            })
+            .await;
+        match done {
+            Ok((jobs, Ok(verdicts))) => (Some(jobs), Ok(verdicts)),
+            Ok((jobs, Err(TxError::Db(error)))) => {
+                let split = contention(&error).is_some();
+                let error = anyhow::Error::new(error).context("database transaction failed");
+                (Some(jobs), Err(Failed { error, split }))
+            }
+            Ok((jobs, Err(TxError::Rejected(error)))) => {
+                (Some(jobs), Err(Failed { error, split: false }))
+            }
+            // No connection (or a panic): the jobs never reached the database.
+            Err(error) => (None, Err(Failed { error, split: false })),
+        }
+    }
+
+    /// The users of `jobs` whose row another transaction holds right now (a `SKIP LOCKED` read
+    /// of the user rows alone, in a transaction of its own). Empty when none is, or when that
+    /// cannot be told.
+    async fn held_users(&self, store: &MysqlStore, users: BTreeSet<String>) -> BTreeSet<String> {
+        let held = store
+            .blocking(move |c| {
+                c.transaction(|c| {
+                    let ids: BTreeSet<&str> = users.iter().map(String::as_str).collect();
+                    let locked = lock_users(c, &ids, Lane::Skip)?;
+                    let locked: BTreeSet<&str> = locked.iter().map(|(id, _)| id.as_str()).collect();
+                    let missing: Vec<&str> = ids.difference(&locked).copied().collect();
+                    if missing.is_empty() {
+                        return Ok(BTreeSet::new());
                     }
-                }
-                Ok(Err(error)) | Err(error) => {
-                    let error = format!("{error:#}");
-                    for reply in replies {
-                        let failed = anyhow!("a batch of {} failed: {error}", self.what);
-                        let _ = reply.send(Err(E::from(failed)));
-                    }
-                }
+                    existing_users(c, &missing)
+                })
+            })
+            .await;
+        match held {
+            Ok(Ok(held)) => held,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "could not tell which user rows are held");
+                BTreeSet::new()
+            }
+            Err(error) => {
+                tracing::debug!(error = format!("{error:#}"), "could not tell which rows are held");
+                BTreeSet::new()
             }
         }
     }
+
+    fn users_of(&self, jobs: &[J]) -> BTreeSet<String> {
+        jobs.iter().map(|job| (self.user_of)(job).to_owned()).collect()
+    }
+
+    fn fail(&self, replies: Vec<Reply<T, E>>, error: &anyhow::Error) {
+        let error = format!("{error:#}");
+        for reply in replies {
+            let failed = anyhow!("a batch of {} failed: {error}", self.what);
+            let _ = reply.send(Err(E::from(failed)));
+        }
+    }
+
+    /// The main lane: runs queued jobs, a batch per transaction, until the queue is empty.
+    async fn drain_main(self: &Arc<Self>, store: &MysqlStore) {
+        while let Some(batch) = self.main.next_batch(self.budget, self.weight) {
+            let (jobs, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
+            self.stats.record(jobs.len());
+            metrics::histogram!("db_batch_size", "calls" => self.what).record(jobs.len() as f64);
+            match self.run_batch(store, jobs, Lane::Skip).await {
+                (Some(jobs), Ok(verdicts)) => {
+                    for ((job, reply), verdict) in jobs.into_iter().zip(replies).zip(verdicts) {
+                        match verdict {
+                            Verdict::Done(outcome) => {
+                                let _ = reply.send(outcome);
+                            }
+                            Verdict::Deferred(busy) => self.defer(store, job, reply, busy),
+                        }
+                    }
+                }
+                // Maybe one call's doing. The calls whose user row is held right now go to the
+                // slow lane, the others run again at once; if no row is held any more, the
+                // slow lane finds the culprit by halving, while this lane goes on.
+                (Some(jobs), Err(Failed { split: true, error })) if jobs.len() > 1 => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        calls = jobs.len(),
+                        what = self.what,
+                        "a batch failed on contention; the calls that need a held row move to \
+                         the slow lane"
+                    );
+                    let held = self.held_users(store, self.users_of(&jobs)).await;
+                    let mut again = Vec::new();
+                    for (job, reply) in jobs.into_iter().zip(replies) {
+                        let user = (self.user_of)(&job);
+                        if held.is_empty() {
+                            self.defer(store, job, reply, Busy::default());
+                        } else if held.contains(user) {
+                            let busy = Busy::user(user);
+                            self.defer(store, job, reply, busy);
+                        } else {
+                            again.push((job, reply));
+                        }
+                    }
+                    self.main.requeue_front(again);
+                }
+                (_, Err(Failed { error, .. })) => self.fail(replies, &error),
+                (None, Ok(_)) => unreachable!("verdicts come with their jobs"),
+            }
+        }
+    }
+
+    /// The slow lane: for each batch, waits for the rows its calls found held (holding nothing
+    /// meanwhile), answers the calls whose rows are still held, and runs the rest with waiting
+    /// locks, halving a batch that fails on contention until the failing call is alone.
+    async fn drain_slow(self: &Arc<Self>, store: &MysqlStore) {
+        let weight = self.weight;
+        while let Some(batch) = self.slow.next_batch(self.budget, |(job, _)| weight(job)) {
+            let mut rows = Busy::default();
+            for ((_, busy), _) in &batch {
+                rows.add(busy);
+            }
+            let mut batch = batch;
+            if !rows.is_empty() {
+                match store.blocking(move |c| still_held(c, &rows)).await {
+                    Ok(Ok(held)) if !held.is_empty() => {
+                        let (stuck, free): (Vec<_>, Vec<_>) =
+                            batch.into_iter().partition(|((_, busy), _)| busy.meets(&held));
+                        for ((_, busy), reply) in stuck {
+                            let error = anyhow!(
+                                "{busy} stayed locked by another transaction for longer than \
+                                 the lock wait"
+                            );
+                            let _ = reply.send(Err(E::from(error)));
+                        }
+                        batch = free;
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => {
+                        let error = anyhow::Error::new(error).context("waiting for held rows");
+                        self.fail(batch.into_iter().map(|(_, reply)| reply).collect(), &error);
+                        continue;
+                    }
+                    Err(error) => {
+                        self.fail(batch.into_iter().map(|(_, reply)| reply).collect(), &error);
+                        continue;
+                    }
+                }
+            }
+            // Calls from a batch that failed on contention (no rows named): that batch just
+            // spent a lock wait failing whole, so start from its halves.
+            let halve = batch.len() > 1 && batch.iter().any(|((_, busy), _)| busy.is_empty());
+            let (jobs, replies): (Vec<J>, Vec<_>) =
+                batch.into_iter().map(|((job, _), reply)| (job, reply)).unzip();
+            self.run_splitting(store, jobs, replies, halve).await;
+        }
+    }
+
+    /// Runs `jobs` with waiting locks (as two halves from the start, with `halve`); a part that
+    /// fails on contention is halved (first half first, so queue order holds) until the failing
+    /// call is alone.
+    async fn run_splitting(
+        &self,
+        store: &MysqlStore,
+        mut jobs: Vec<J>,
+        mut replies: Vec<Reply<T, E>>,
+        halve: bool,
+    ) {
+        let mut parts = Vec::new();
+        if halve {
+            let half = jobs.len() / 2;
+            parts.push((jobs.split_off(half), replies.split_off(half)));
+        }
+        parts.push((jobs, replies));
+        while let Some((jobs, mut replies)) = parts.pop() {
+            if jobs.is_empty() {
+                continue;
+            }
+            self.stats.slow_batches.fetch_add(1, Ordering::Relaxed);
+            match self.run_batch(store, jobs, Lane::Wait).await {
+                (_, Ok(verdicts)) => {
+                    for (reply, verdict) in replies.into_iter().zip(verdicts) {
+                        let outcome = match verdict {
+                            Verdict::Done(outcome) => outcome,
+                            Verdict::Deferred(busy) => Err(E::from(anyhow!(
+                                "a waiting batch of {} skipped {busy}",
+                                self.what
+                            ))),
+                        };
+                        let _ = reply.send(outcome);
+                    }
+                }
+                (Some(mut jobs), Err(Failed { split: true, error })) if jobs.len() > 1 => {
+                    tracing::debug!(
+                        error = format!("{error:#}"),
+                        calls = jobs.len(),
+                        what = self.what,
+                        "splitting a batch that failed on contention"
+                    );
+                    self.stats.splits.fetch_add(1, Ordering::Relaxed);
+                    // The calls whose user row is still held have waited a whole lock wait:
+                    // they answer now, and the others run again.
+                    let held = self.held_users(store, self.users_of(&jobs)).await;
+                    if !held.is_empty() {
+                        let (mut rest_jobs, mut rest_replies) = (Vec::new(), Vec::new());
+                        for (job, reply) in jobs.into_iter().zip(replies) {
+                            let user = (self.user_of)(&job);
+                            if held.contains(user) {
+                                let error = anyhow!(
+                                    "user {user} stayed locked by another transaction for \
+                                     longer than the lock wait"
+                                );
+                                let _ = reply.send(Err(E::from(error)));
+                            } else {
+                                rest_jobs.push(job);
+                                rest_replies.push(reply);
+                            }
+                        }
+                        parts.push((rest_jobs, rest_replies));
+                        continue;
+                    }
+                    let half = jobs.len() / 2;
+                    let (later_jobs, later_replies) =
+                        (jobs.split_off(half), replies.split_off(half));
+                    parts.push((later_jobs, later_replies));
+                    parts.push((jobs, replies));
+                }
+                (_, Err(Failed { error, .. })) => self.fail(replies, &error),
+            }
+        }
+    }
+}
+
+/// Waits, one row at a time and holding nothing else, for each row in `busy` to be free (a
+/// locking read in its own transaction, released at once); returns the rows still held after
+/// a lock wait.
+fn still_held(c: &mut Conn, busy: &Busy) -> QueryResult<Busy> {
+    fn held(result: QueryResult<usize>) -> QueryResult<bool> {
+        match result {
+            Ok(_) => Ok(false),
+            Err(error)
+                if matches!(
+                    contention(&error),
+                    Some(Contention::LockWait | Contention::Interrupted)
+                ) =>
+            {
+                Ok(true)
+            }
+            Err(error) => Err(error),
+        }
+    }
+    let mut still = Busy::default();
+    for user in &busy.users {
+        let wait = c.transaction(|c| {
+            users::table
+                .find(user)
+                .select(users::id)
+                .for_update()
+                .load::<String>(c)
+                .map(|r| r.len())
+        });
+        if held(wait)? {
+            still.users.insert(user.clone());
+        }
+    }
+    for &product in &busy.products {
+        let wait = c.transaction(|c| {
+            products::table
+                .find(product)
+                .select(products::id)
+                .for_update()
+                .load::<i64>(c)
+                .map(|r| r.len())
+        });
+        if held(wait)? {
+            still.products.insert(product);
+        }
+    }
+    Ok(still)
 }
 
 /// How calls have been grouped into transactions since the store opened.
@@ -120,6 +558,9 @@ pub struct BatchStats {
     batches: AtomicU64,
     calls: AtomicU64,
     largest: AtomicU64,
+    deferred: AtomicU64,
+    slow_batches: AtomicU64,
+    splits: AtomicU64,
 }
 
 impl BatchStats {
@@ -143,6 +584,22 @@ impl BatchStats {
     /// The most calls one transaction took.
     pub fn largest(&self) -> u64 {
         self.largest.load(Ordering::Relaxed)
+    }
+
+    /// Calls moved from the main lane to the slow lane (a row they needed was held, or their
+    /// batch failed on contention).
+    pub fn deferred(&self) -> u64 {
+        self.deferred.load(Ordering::Relaxed)
+    }
+
+    /// Transactions the slow lane ran.
+    pub fn slow_batches(&self) -> u64 {
+        self.slow_batches.load(Ordering::Relaxed)
+    }
+
+    /// Times the slow lane halved a batch that failed on contention.
+    pub fn splits(&self) -> u64 {
+        self.splits.load(Ordering::Relaxed)
     }
 }
 
@@ -173,11 +630,25 @@ impl<J, R> Batcher<J, R> {
     /// returns `None`).
     pub(crate) fn submit(&self, job: J) -> (oneshot::Receiver<R>, bool) {
         let (reply, answer) = oneshot::channel();
+        (answer, self.enqueue(job, reply))
+    }
+
+    /// Queues `job` with the channel its caller already waits on; `true` as for
+    /// [`Self::submit`].
+    pub(crate) fn enqueue(&self, job: J, reply: oneshot::Sender<R>) -> bool {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         queue.waiting.push_back((job, reply));
         let start = !queue.draining;
         queue.draining = true;
-        (answer, start)
+        start
+    }
+
+    /// Puts jobs back at the head of the queue, in their order (they run before later ones).
+    pub(crate) fn requeue_front(&self, jobs: Vec<Waiting<J, R>>) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        for job in jobs.into_iter().rev() {
+            queue.waiting.push_front(job);
+        }
     }
 
     /// The jobs of the next batch, oldest first: as many as fit in `budget` by `weight` (the

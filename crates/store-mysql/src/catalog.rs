@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use domain::errors::{AddProductError, ChargeError, EditProductError, RegisterError};
@@ -13,8 +12,9 @@ use domain::model::{CatalogPage, NewProduct, Product, ProductEdit, User};
 use domain::ports::{ProductRepository, UserRepository};
 use domain::values::{AmountError, Points, ProductId, UserId};
 
-use crate::batch::Coalesced;
+use crate::batch::{Busy, Coalesced, Ctx, Verdict};
 use crate::idempotency;
+use crate::locking::lock_users_for;
 use crate::rows::ProductRow;
 use crate::schema::{products, users};
 use crate::sql_text;
@@ -31,46 +31,48 @@ pub(crate) struct ChargeJob {
 
 /// Charges are applied in shared transactions (see [`charge_batch`]).
 pub(crate) fn coalesced() -> Coalesced<ChargeJob, Points, ChargeError> {
-    Coalesced::new("charges", 1_000, |_| 1, charge_batch)
+    Coalesced::new("charges", 1_000, |_| 1, |job| job.user.as_str(), charge_batch)
 }
 
 /// Applies a batch of charges in one transaction, each with its own outcome, exactly as if
 /// they had run one after another in queue order: the users' rows are locked (by ascending id),
 /// each charge is checked against the balance the earlier ones left, and each changed balance
-/// is written once.
+/// is written once. In [`Lane::Skip`] a user row another transaction holds is skipped and the
+/// charges to that user are put off ([`Verdict::Deferred`]).
 fn charge_batch(
     c: &mut Conn,
     jobs: &[ChargeJob],
-) -> Result<Vec<Result<Points, ChargeError>>, TxError<anyhow::Error>> {
+    ctx: &Ctx,
+) -> Result<Vec<Verdict<Points, ChargeError>>, TxError<anyhow::Error>> {
     let mut outcomes: Vec<Option<Result<Points, ChargeError>>> =
         idempotency::claim_each(c, jobs.iter().map(|j| j.remember.as_ref()), idempotency::CHARGED)?;
     let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
     let ids: BTreeSet<&str> = jobs.iter().map(|j| j.user.as_str()).collect();
-    let before: BTreeMap<String, i64> = users::table
-        .filter(users::id.eq_any(&ids))
-        .order(users::id)
-        .select((users::id, users::balance))
-        .for_update()
-        .load::<(String, i64)>(c)?
-        .into_iter()
-        .collect();
+    let (rows, busy) = lock_users_for(c, ctx, &ids)?;
+    let before: BTreeMap<String, i64> = rows.into_iter().collect();
     let mut balances = before.clone();
-    for (job, outcome) in jobs.iter().zip(outcomes.iter_mut()) {
-        if outcome.is_some() {
-            continue;
-        }
-        *outcome = Some(match balances.get_mut(job.user.as_str()) {
-            None => Err(ChargeError::UnknownUser(job.user.clone())),
-            Some(balance) => match balance.checked_add(job.amount.get()) {
-                None => Err(ChargeError::Amount(AmountError::Overflow)),
-                Some(after) => {
-                    *balance = after;
-                    Points::new(after).map_err(|e| ChargeError::Unexpected(e.into()))
-                }
-            },
-        });
-    }
-    let outcomes: Vec<Result<Points, ChargeError>> = outcomes.into_iter().flatten().collect();
+    let verdicts: Vec<Verdict<Points, ChargeError>> = jobs
+        .iter()
+        .zip(outcomes.iter_mut())
+        .map(|(job, outcome)| {
+            if let Some(outcome) = outcome.take() {
+                return Verdict::Done(outcome);
+            }
+            if busy.contains(job.user.as_str()) {
+                return Verdict::Deferred(Busy::user(job.user.as_str()));
+            }
+            Verdict::Done(match balances.get_mut(job.user.as_str()) {
+                None => Err(ChargeError::UnknownUser(job.user.clone())),
+                Some(balance) => match balance.checked_add(job.amount.get()) {
+                    None => Err(ChargeError::Amount(AmountError::Overflow)),
+                    Some(after) => {
+                        *balance = after;
+                        Points::new(after).map_err(|e| ChargeError::Unexpected(e.into()))
+                    }
+                },
+            })
+        })
+        .collect();
 
     let changed: Vec<(&String, i64)> = balances
         .iter()
@@ -82,17 +84,23 @@ fn charge_batch(
             .iter()
             .map(|(id, balance)| (sql_text::text(id), vec![balance.to_string()]))
             .collect();
-        let update = sql_text::update_by_id("users", &["balance"], &rows);
-        c.batch_execute(&crate::galera::atomic_writes(&update))?;
+        sql_text::execute(c, &sql_text::update_by_id("users", &["balance"], &rows))?;
     }
+    let accepted: Vec<Option<&Points>> = verdicts
+        .iter()
+        .map(|verdict| match verdict {
+            Verdict::Done(Ok(balance)) => Some(balance),
+            _ => None,
+        })
+        .collect();
     idempotency::settle_each(
         c,
         jobs.iter().map(|j| j.remember.as_ref()),
         &claimed,
-        &outcomes,
+        &accepted,
         |_, balance| (Some(balance.get()), None, None),
     )?;
-    Ok(outcomes)
+    Ok(verdicts)
 }
 
 #[async_trait]

@@ -67,22 +67,22 @@ pub(crate) fn claim_each<'a, T, E: From<IdempotencyError>>(
 /// What a completed key stores: the balance, the order id and the payment id it produced.
 pub(crate) type Stored<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>);
 
-/// Ends a batch's keys: an accepted call's key is completed with what `stored` says it
-/// produced; a refused call's key, if this batch claimed it (`claimed`), is given back, as a
-/// rollback of that call alone would.
-pub(crate) fn settle_each<'a, 's, T, E>(
+/// Ends a batch's keys: an accepted call's key (`accepted[i]` is `Some`) is completed with what
+/// `stored` says it produced; the key of a call refused or put off (`None`), if this batch
+/// claimed it (`claimed`), is given back, as a rollback of that call alone would.
+pub(crate) fn settle_each<'a, 's, T>(
     c: &mut Conn,
     keys: impl IntoIterator<Item = Option<&'a Remember>>,
     claimed: &[bool],
-    outcomes: &[Result<T, E>],
+    accepted: &[Option<&T>],
     stored: impl Fn(usize, &T) -> Stored<'s>,
 ) -> QueryResult<()> {
-    let calls = keys.into_iter().zip(claimed).zip(outcomes).enumerate();
+    let calls = keys.into_iter().zip(claimed).zip(accepted).enumerate();
     for (i, ((remember, &claimed), outcome)) in calls {
         let Some(remember) = remember.filter(|_| claimed) else { continue };
         let row = idempotency_keys::table.find((remember.key.user().as_str(), remember.key.key()));
         match outcome {
-            Ok(value) => {
+            Some(value) => {
                 let (balance, order_id, payment_id) = stored(i, value);
                 diesel::update(row)
                     .set((
@@ -92,7 +92,7 @@ pub(crate) fn settle_each<'a, 's, T, E>(
                     ))
                     .execute(c)?;
             }
-            Err(_) => {
+            None => {
                 diesel::delete(row).execute(c)?;
             }
         }

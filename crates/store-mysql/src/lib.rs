@@ -3,7 +3,7 @@
 //! - Diesel is blocking, so every call, `pool.get()` included, runs on tokio's blocking pool
 //!   ([`MysqlStore::blocking`]), carrying the caller's tracing span.
 //! - Each port method is one transaction ([`tx::transaction`]) that is retried whole on
-//!   deadlock (1213) and lock-wait timeout (1205).
+//!   deadlock (1213), lock-wait timeout (1205) and interrupted statement (1969), see `tx`.
 //! - Correctness comes from guarded writes (`UPDATE … WHERE available >= ?`, status
 //!   transitions guarded by the current status) and unique keys; row locks are taken in one
 //!   order — user, then order form, then products by ascending id — so transactions do not
@@ -14,6 +14,7 @@ mod batch;
 mod catalog;
 mod galera;
 mod idempotency;
+mod locking;
 mod migration_lock;
 mod orders;
 mod outbox;
@@ -54,8 +55,41 @@ pub struct PoolOptions {
     pub size: u32,
     /// How long a request waits for a free connection before it answers 503, code 7.
     pub checkout_timeout: Duration,
-    /// How long one statement may run before MariaDB stops it (`max_statement_time`).
+    /// How long one statement may run before MariaDB stops it (`max_statement_time`). The
+    /// row-lock wait is derived from it ([`PoolOptions::lock_wait`]), so it must be at least
+    /// [`PoolOptions::MIN_STATEMENT_TIMEOUT`].
     pub statement_timeout: Duration,
+}
+
+impl PoolOptions {
+    /// The shortest statement timeout that leaves room for a lock wait (of 1 s, the least
+    /// `innodb_lock_wait_timeout` can be) inside it.
+    pub const MIN_STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// How long a statement waits for a row lock before MariaDB gives up on it
+    /// (`innodb_lock_wait_timeout`, whole seconds): half the statement timeout, rounded down,
+    /// at least 1 s. So a statement stuck behind someone else's lock ends with a lock-wait
+    /// timeout — which says what happened, and is retried or split off — well before the
+    /// statement limit interrupts it.
+    pub fn lock_wait(&self) -> Duration {
+        Duration::from_secs((self.statement_timeout.as_secs() / 2).max(1))
+    }
+
+    /// Refuses settings under which the limits would not nest (lock wait < statement timeout).
+    ///
+    /// # Errors
+    /// A statement timeout under [`Self::MIN_STATEMENT_TIMEOUT`].
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.statement_timeout < Self::MIN_STATEMENT_TIMEOUT {
+            return Err(anyhow!(
+                "the database statement timeout ({} ms) must be at least {} ms, to leave room \
+                 for a row-lock wait of at least 1 s inside it",
+                self.statement_timeout.as_millis(),
+                Self::MIN_STATEMENT_TIMEOUT.as_millis()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for PoolOptions {
@@ -80,6 +114,8 @@ pub struct MysqlStore {
     charges: Arc<Coalesced<catalog::ChargeJob, Points, ChargeError>>,
     payments: Arc<Coalesced<payments::PayJob, PaymentReceipt, PayError>>,
     closed_hours: Arc<reads::ClosedHours>,
+    /// The rows the batches' main lanes hold at the moment (see `batch::Ctx`).
+    own_locks: Arc<batch::OwnLocks>,
 }
 
 impl fmt::Debug for MysqlStore {
@@ -102,6 +138,7 @@ impl MysqlStore {
     /// # Errors
     /// When the server is unreachable, a migration fails, or the pool cannot open.
     pub fn connect(url: &str, options: PoolOptions) -> anyhow::Result<Self> {
+        options.check()?;
         let applied = migrate(url)?;
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied database migrations");
@@ -116,6 +153,7 @@ impl MysqlStore {
             .test_on_check_out(false)
             .connection_customizer(Box::new(pool::SessionSetup {
                 statement_timeout: options.statement_timeout,
+                lock_wait: options.lock_wait(),
             }))
             .build(manager)
             .context("opening the database connection pool")?;
@@ -127,6 +165,7 @@ impl MysqlStore {
             charges: Arc::new(catalog::coalesced()),
             payments: Arc::new(payments::coalesced()),
             closed_hours: Arc::default(),
+            own_locks: Arc::default(),
         })
     }
 

@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::anyhow;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use domain::errors::PlaceOrderError;
 use domain::idempotency::Remember;
@@ -18,10 +17,11 @@ use domain::ports::OrderRepository;
 use domain::values::Price;
 use domain::values::UserId;
 
-use crate::batch::Coalesced;
+use crate::batch::{Busy, Coalesced, Ctx, Lane, Verdict};
 use crate::idempotency;
+use crate::locking::{lock_products, lock_products_for, CHUNK};
 use crate::rows::{to_db, FormRow, LineRow, NewForm, EXPIRED, PENDING, REPLACED};
-use crate::schema::{order_forms, order_lines, products, users};
+use crate::schema::{order_forms, order_lines, users};
 use crate::sql_text;
 use crate::tx::{transaction, TxError};
 use crate::{Conn, MysqlStore};
@@ -60,7 +60,13 @@ pub(crate) struct OrderJob {
 
 /// Orders are placed in shared transactions (see [`place_batch`]).
 pub(crate) fn coalesced() -> Coalesced<OrderJob, Order, PlaceOrderError> {
-    Coalesced::new("orders", BATCH_LINES, |job| job.request.items.len(), place_batch)
+    Coalesced::new(
+        "orders",
+        BATCH_LINES,
+        |job| job.request.items.len(),
+        |job| job.request.user_id.as_str(),
+        place_batch,
+    )
 }
 
 /// Orders per batch are bounded by their lines, so one batch's write text (about 60 bytes a
@@ -101,41 +107,45 @@ pub(crate) struct Accounts {
     pub(crate) forms: HashMap<String, StoredForm>,
 }
 
-/// Locks each user, with their pending form and its lines, by ascending user id, in one
-/// statement: the global lock order (a user, then that user's form) holds.
+/// Locks each user, with their pending form and its lines, by ascending user id (one statement
+/// per [`CHUNK`] users): the global lock order (a user, then that user's form) holds. Never with
+/// `SKIP LOCKED`: a skipped form row would read as "no pending form".
 pub(crate) fn lock_accounts<'a>(
     c: &mut Conn,
     users: impl IntoIterator<Item = &'a str>,
 ) -> QueryResult<Accounts> {
     let user_ids: BTreeSet<&str> = users.into_iter().collect();
-    let rows: Vec<AccountRow> = users::table
-        .left_join(order_forms::table.on(order_forms::pending_user.eq(users::id.nullable())))
-        .left_join(order_lines::table.on(order_lines::order_id.eq(order_forms::id)))
-        .filter(users::id.eq_any(&user_ids))
-        .order((users::id, order_lines::product_id))
-        .select((
-            users::id,
-            users::balance,
-            order_forms::id.nullable(),
-            order_forms::expires_at.nullable(),
-            order_lines::product_id.nullable(),
-            order_lines::count.nullable(),
-        ))
-        .for_update()
-        .load(c)?;
+    let user_ids: Vec<&str> = user_ids.into_iter().collect();
     let mut accounts = Accounts::default();
-    for (user, balance, form, expires_at, product, count) in rows {
-        if let (Some(id), Some(expires_at)) = (form, expires_at) {
-            let form = accounts.forms.entry(user.clone()).or_insert_with(|| StoredForm {
-                id,
-                expires_at,
-                units: BTreeMap::new(),
-            });
-            if let (Some(product), Some(count)) = (product, count) {
-                *form.units.entry(product).or_insert(0) += count;
+    for chunk in user_ids.chunks(CHUNK) {
+        let rows: Vec<AccountRow> = users::table
+            .left_join(order_forms::table.on(order_forms::pending_user.eq(users::id.nullable())))
+            .left_join(order_lines::table.on(order_lines::order_id.eq(order_forms::id)))
+            .filter(users::id.eq_any(chunk))
+            .order((users::id, order_lines::product_id))
+            .select((
+                users::id,
+                users::balance,
+                order_forms::id.nullable(),
+                order_forms::expires_at.nullable(),
+                order_lines::product_id.nullable(),
+                order_lines::count.nullable(),
+            ))
+            .for_update()
+            .load(c)?;
+        for (user, balance, form, expires_at, product, count) in rows {
+            if let (Some(id), Some(expires_at)) = (form, expires_at) {
+                let form = accounts.forms.entry(user.clone()).or_insert_with(|| StoredForm {
+                    id,
+                    expires_at,
+                    units: BTreeMap::new(),
+                });
+                if let (Some(product), Some(count)) = (product, count) {
+                    *form.units.entry(product).or_insert(0) += count;
+                }
             }
+            accounts.balances.insert(user, balance);
         }
-        accounts.balances.insert(user, balance);
     }
     Ok(accounts)
 }
@@ -158,12 +168,42 @@ struct Plan {
 impl Plan {
     /// Decides the `i`-th order against the state the earlier orders left, and applies it when
     /// accepted. The checks and their order are SPEC §1.5's: user, products (priced at the
-    /// locked rows' prices), stock (the lowest short product id is named), then points.
-    fn decide(&mut self, i: usize, request: &OrderRequest) -> Result<Order, PlaceOrderError> {
+    /// locked rows' prices), stock (the lowest short product id is named), then points. An
+    /// order that needs a product row the batch could not lock (`busy`: one of its products,
+    /// or one its user's stored form holds) is put off, untouched, as if it came later.
+    fn decide(
+        &mut self,
+        i: usize,
+        request: &OrderRequest,
+        busy: &BTreeSet<i64>,
+    ) -> Verdict<Order, PlaceOrderError> {
         let user = request.user_id.as_str();
         let Some(&balance) = self.balances.get(user) else {
-            return Err(PlaceOrderError::UnknownUser(request.user_id.clone()));
+            return Verdict::Done(Err(PlaceOrderError::UnknownUser(request.user_id.clone())));
         };
+        if !busy.is_empty() {
+            let stored = match self.held.get(user) {
+                Some(Held { form: Form::Stored(_), units }) => Some(units),
+                _ => None,
+            };
+            let needed = request.items.product_ids().into_iter().map(|id| id.get());
+            let needed = needed.chain(stored.into_iter().flat_map(|units| units.keys().copied()));
+            let held: BTreeSet<i64> = needed.filter(|id| busy.contains(id)).collect();
+            if !held.is_empty() {
+                return Verdict::Deferred(Busy::products(held));
+            }
+        }
+        Verdict::Done(self.place(i, request, balance))
+    }
+
+    /// [`Self::decide`] once every row the order needs is locked.
+    fn place(
+        &mut self,
+        i: usize,
+        request: &OrderRequest,
+        balance: i64,
+    ) -> Result<Order, PlaceOrderError> {
+        let user = request.user_id.as_str();
         let order = request.priced(|id| self.prices.get(&id.get()).copied())?;
         // The net change per product: the new form's units minus what the old form gives back.
         // The lines name each product once, by id ascending, so the first short one is named.
@@ -208,14 +248,21 @@ impl Plan {
 /// had been placed one after another in queue order. Every row the batch needs is locked up
 /// front in the global order (users, their pending forms, products by ascending id), the batch
 /// is decided in memory, and each changed row is written once.
+///
+/// In [`Lane::Skip`] the product rows another transaction holds are skipped, and the orders
+/// that need one are put off ([`Verdict::Deferred`]): the others are decided as if those came
+/// later. Only when the lock returned fewer rows than asked does a plain read tell the held
+/// products from the unknown ones.
 fn place_batch(
     c: &mut Conn,
     jobs: &[OrderJob],
-) -> Result<Vec<Result<Order, PlaceOrderError>>, TxError<anyhow::Error>> {
+    ctx: &Ctx,
+) -> Result<Vec<Verdict<Order, PlaceOrderError>>, TxError<anyhow::Error>> {
     let mut outcomes: Vec<Option<Result<Order, PlaceOrderError>>> =
         idempotency::claim_each(c, jobs.iter().map(|j| j.remember.as_ref()), idempotency::ORDERED)?;
     let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
     let accounts = lock_accounts(c, jobs.iter().map(|j| j.request.user_id.as_str()))?;
+    ctx.holds(Busy::users(accounts.balances.keys().map(String::as_str)));
     let mut plan = Plan { balances: accounts.balances, ..Plan::default() };
     let mut old_products = Vec::new();
     for (user, form) in accounts.forms {
@@ -227,12 +274,7 @@ fn place_batch(
         .flat_map(|j| j.request.items.product_ids().into_iter().map(|id| id.get()))
         .chain(old_products)
         .collect();
-    let rows: Vec<(i64, i64, i64, i64)> = products::table
-        .filter(products::id.eq_any(&product_ids))
-        .order(products::id)
-        .select((products::id, products::price, products::available, products::reserved))
-        .for_update()
-        .load(c)?;
+    let (rows, busy) = lock_products_for(c, ctx, &product_ids)?;
     for (id, price, available, reserved) in rows {
         plan.stock.insert(id, (available, reserved));
         let price =
@@ -241,32 +283,38 @@ fn place_batch(
     }
     let before = plan.stock.clone();
 
-    for (i, job) in jobs.iter().enumerate() {
-        if outcomes[i].is_none() {
-            outcomes[i] = Some(plan.decide(i, &job.request));
-        }
-    }
-    let outcomes: Vec<Result<Order, PlaceOrderError>> = outcomes.into_iter().flatten().collect();
-
-    let placed: Vec<(usize, &Order)> = outcomes
+    let verdicts: Vec<Verdict<Order, PlaceOrderError>> = jobs
         .iter()
         .enumerate()
-        .filter_map(|(i, outcome)| outcome.as_ref().ok().map(|order| (i, order)))
+        .map(|(i, job)| match outcomes[i].take() {
+            Some(outcome) => Verdict::Done(outcome),
+            None => plan.decide(i, &job.request, &busy),
+        })
         .collect();
+    let accepted: Vec<Option<&Order>> = verdicts
+        .iter()
+        .map(|verdict| match verdict {
+            Verdict::Done(Ok(order)) => Some(order),
+            _ => None,
+        })
+        .collect();
+    let placed: Vec<(usize, &Order)> =
+        accepted.iter().enumerate().filter_map(|(i, order)| order.map(|o| (i, o))).collect();
     let writes = batch_writes(&plan, &before, &placed);
     // (An empty text must not reach the client library: it crashes on one.)
     if !writes.is_empty() {
-        c.batch_execute(&crate::galera::atomic_writes(&writes))?;
+        sql_text::execute(c, &writes)?;
     }
-    // A key this batch claimed for a refused order is given back, as a rollback would.
+    // A key this batch claimed for a refused or put-off order is given back, as a rollback
+    // would.
     idempotency::settle_each(
         c,
         jobs.iter().map(|j| j.remember.as_ref()),
         &claimed,
-        &outcomes,
+        &accepted,
         |i, _| (None, Some(jobs[i].request.id.as_str()), None),
     )?;
-    Ok(outcomes)
+    Ok(verdicts)
 }
 
 /// Every write of a batch, as one multi-statement text sent in one round trip: each changed
@@ -355,10 +403,13 @@ fn batch_writes(
     sql.join(";\n")
 }
 
+/// Expires up to `limit` due forms and gives their units back. Neither waits for a row another
+/// transaction holds: other sweepers' forms are skipped, and so are the forms holding a product
+/// row someone else holds (left for a later sweep, so a held product cannot keep the sweeper —
+/// and the due forms it locked — waiting). The status guard is what makes each form expire
+/// once.
 fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usize> {
     let now = to_db(now);
-    // Other sweepers' claims are skipped, not waited for; the status guard below is what
-    // makes each form expire once.
     let due: Vec<String> = order_forms::table
         .filter(order_forms::status.eq(PENDING))
         .filter(order_forms::expires_at.le(now))
@@ -371,7 +422,24 @@ fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usi
     if due.is_empty() {
         return Ok(0);
     }
-    let lines = lines_of(c, &due)?;
+    let mut lines = lines_of(c, &due)?;
+    let products: BTreeSet<i64> = lines.iter().map(|line| line.product_id).collect();
+    let locked = lock_products(c, &products, Lane::Skip)?;
+    let mut due = due;
+    if locked.len() < products.len() {
+        let locked: BTreeSet<i64> = locked.iter().map(|row| row.0).collect();
+        let waiting: BTreeSet<&str> = lines
+            .iter()
+            .filter(|line| !locked.contains(&line.product_id))
+            .map(|line| line.order_id.as_str())
+            .collect();
+        let waiting: BTreeSet<String> = waiting.into_iter().map(str::to_owned).collect();
+        due.retain(|id| !waiting.contains(id));
+        lines.retain(|line| !waiting.contains(&line.order_id));
+        if due.is_empty() {
+            return Ok(0);
+        }
+    }
     // The status change and the release go together, as one atomic block (see
     // `galera::atomic_writes`): the due forms are locked, so each of them is expired here.
     let ids: Vec<String> = due.iter().map(|id| sql_text::text(id)).collect();
@@ -387,7 +455,7 @@ fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usi
              WHERE id = {product}"
         ));
     }
-    c.batch_execute(&crate::galera::atomic_writes(&writes.join(";\n")))?;
+    sql_text::execute(c, &writes.join(";\n"))?;
     Ok(due.len())
 }
 

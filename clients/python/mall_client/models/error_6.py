@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Self, TypeVar
+
+from attrs import define as _attrs_define
+
+from ..models.error_6_errorcode import Error6Errorcode
+
+T = TypeVar("T", bound="Error6")
+
+
+@_attrs_define
+class Error6:
+    """An error: 6 unauthorized.
+
+    Attributes:
+        errorcode (Error6Errorcode):
+        message (str): for people, not for programs
+    """
+
+    errorcode: Error6Errorcode
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        errorcode = self.errorcode.value
+
+        message = self.message
+
+        field_dict: dict[str, Any] = {}
+
+        field_dict.update(
+            {
+                "errorcode": errorcode,
+                "message": message,
+            }
+        )
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls, src_dict: Mapping[str, Any]) -> Self:
+        d = dict(src_dict)
+        errorcode = Error6Errorcode(d.pop("errorcode"))
+
+        message = d.pop("message")
+
+        error_6 = cls(
+            errorcode=errorcode,
+            message=message,
+        )
+
+        return error_6
