@@ -10,7 +10,7 @@ BROWSER_DIR := crates/app/tests/browser
 VENV := .venv-fuzz
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt migrate deps browser-deps fuzz-deps fuzz client docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick
+.PHONY: help run test lint fmt migrate deps browser-deps fuzz-deps fuzz client docs-screenshot db-up db-clean check-domain-pure chaos chaos-short bench bench-quick bench-galera cluster-up cluster-down cluster-clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -18,7 +18,11 @@ help: ## List the targets
 run: deps ## Build and serve the in-memory demo on 127.0.0.1:8080 (prints an admin token and curl lines)
 	$(CARGO) run --bin mall -- --demo
 
-test: deps browser-deps fuzz-deps db-up db-clean check-domain-pure ## Run every test, MariaDB ones included (schemathesis too), then a short fault run
+# The Galera cluster tests (store-mysql's galera*.rs) need `make cluster-up`'s cluster;
+# MALL_TEST_GALERA=off skips them (and the start).
+GALERA_UP := $(if $(filter off,$(MALL_TEST_GALERA)),,cluster-up cluster-clean)
+
+test: deps browser-deps fuzz-deps db-up db-clean check-domain-pure $(GALERA_UP) ## Run every test, MariaDB and Galera ones included (schemathesis too), then a short fault run
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --all-targets --no-fail-fast; \
 	else \
@@ -108,6 +112,18 @@ db-up: ## Start the local MariaDB if it is not answering, and wait for it
 	@mariadb-admin -uroot -h127.0.0.1 ping >/dev/null 2>&1 \
 		|| { echo "MariaDB is not reachable on 127.0.0.1:3306; the MySQL tests need it"; exit 1; }
 
+cluster-up: ## Start a 3-node MariaDB Galera cluster on 127.0.0.1:3307-3309 (own data in /tmp/mall-galera; installs galera-4, rsync if missing); a no-op when it is up
+	@scripts/galera-cluster.sh up
+
+cluster-down: ## Stop the Galera cluster that cluster-up started (by its pid files)
+	@scripts/galera-cluster.sh down
+
+cluster-clean: ## Drop the databases earlier test runs left on the Galera cluster
+	@for db in $$(mariadb -uroot -h127.0.0.1 -P3307 -N -e \
+		"SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'mall\\_test\\_%'"); do \
+		mariadb -uroot -h127.0.0.1 -P3307 -e "DROP DATABASE \`$$db\`"; \
+	done
+
 db-clean: ## Drop the databases earlier test runs left behind
 	@for db in $$(mariadb -uroot -h127.0.0.1 -N -e \
 		"SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'mall\\_test\\_%'"); do \
@@ -121,6 +137,10 @@ bench: deps db-up ## Benchmark the release build on both stores, 10 s per scenar
 bench-quick: deps db-up ## The same, short: 3 s per scenario, 1× data only (under 2 minutes after the build)
 	$(CARGO) build --release -p app -p bench
 	target/release/mall-bench --seconds 3 --quick
+
+bench-galera: deps cluster-up ## On the Galera cluster: instances on three nodes vs on one (purchases, flash sale), then issue 12's black-box run (~2 min after the build)
+	$(CARGO) build --release -p app -p bench
+	target/release/mall-bench --galera mysql://root@127.0.0.1:3307,mysql://root@127.0.0.1:3308,mysql://root@127.0.0.1:3309 --seconds 5 --products 1000 --users 10000
 
 check-domain-pure: ## Fail if the domain crate depends on an I/O crate
 	@bad=$$($(CARGO) tree -p domain -e normal --prefix none --format '{p}' \

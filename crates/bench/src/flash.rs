@@ -30,12 +30,16 @@ pub struct Sale {
 
 /// Runs the sale on the server at `base`; `database_url` is the MariaDB database behind it, if
 /// any: its buyers are then registered there directly, and the outcome checked there too.
+///
+/// With several servers in `bases` (instances on a cluster's nodes), each call goes to one
+/// drawn at random: a buyer's order and payment usually reach different instances.
 pub async fn run(
     client: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     connections: u64,
     database_url: Option<&str>,
 ) -> anyhow::Result<Sale> {
+    let base = bases[0].as_str();
     let created = seed::admin(
         client,
         base,
@@ -58,11 +62,12 @@ pub async fn run(
         (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..connections {
-        let (client, base, next) = (client.clone(), base.to_owned(), next.clone());
+    for connection in 0..connections {
+        let (client, bases, next) = (client.clone(), bases.to_vec(), next.clone());
         let (paid, sold_out, other) = (paid.clone(), sold_out.clone(), other.clone());
         tasks.spawn(async move {
             let mut latencies = Vec::new();
+            let mut rng = crate::load::Rng::new(connection + 1);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= BUYERS {
@@ -70,11 +75,13 @@ pub async fn run(
                 }
                 let items = json!([{"product_id": product, "count": 1}]);
                 let sent = Instant::now();
+                let base = &bases[rng.below(bases.len() as u64) as usize];
                 let code = errorcode(
                     client.post(format!("{base}/order/flash{i}")).json(&items).send().await,
                 )
                 .await;
                 if code == 0 {
+                    let base = &bases[rng.below(bases.len() as u64) as usize];
                     let pay = client.post(format!("{base}/order/flash{i}/pay")).json(&items);
                     let paid_code = errorcode(pay.send().await).await;
                     if paid_code == 0 { &paid } else { &other }.fetch_add(1, Ordering::Relaxed);
@@ -158,6 +165,12 @@ struct Ledger {
 fn check_database(url: &str, product: i64) -> anyhow::Result<String> {
     let mut conn =
         MysqlConnection::establish(url).with_context(|| format!("connecting to {url}"))?;
+    // On a Galera node, read after every write the cluster committed (no such variable on
+    // other servers, which is fine).
+    let _ = diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        "SET SESSION wsrep_sync_wait = 1",
+    );
     let ledger: Ledger = diesel::sql_query(
         "SELECT \
            (SELECT available FROM products WHERE id = ?) AS available, \

@@ -140,7 +140,7 @@ pub fn ok(status: u16) -> bool {
 /// Runs `load` from `connections` workers for `seconds`, showing progress as `label`.
 pub async fn drive(
     client: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     label: &str,
     seconds: u64,
     connections: usize,
@@ -154,7 +154,10 @@ pub async fn drive(
     let mut workers = tokio::task::JoinSet::new();
     let connections = connections as u64;
     for worker in 0..connections {
-        let (client, base, done) = (client.clone(), base.to_owned(), done.clone());
+        // With several servers (instances on a cluster's nodes), connection k talks to server
+        // k mod n, as a balancer that keeps each connection on one instance.
+        let base = bases[worker as usize % bases.len()].clone();
+        let (client, done) = (client.clone(), done.clone());
         match load {
             Load::One(make) => {
                 let make = make.clone();

@@ -7,6 +7,7 @@
 //! `docs/benchmarks.md` with its raw `.json` and its `.svg` chart.
 
 mod flash;
+mod galera;
 mod load;
 mod platform;
 mod report;
@@ -85,6 +86,11 @@ struct Options {
     /// .json) and the chart (.svg).
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Instead of the usual run: three instances on a Galera cluster's nodes, given as their
+    /// server URLs (`make cluster-up` prints them), one per node and then all on the first
+    /// node, with purchases and the flash sale; then issue 12's black-box run.
+    #[arg(long, value_delimiter = ',')]
+    galera: Vec<String>,
 }
 
 impl Options {
@@ -261,7 +267,7 @@ async fn run_server(
     for (scenario, load) in scenarios(products, users, scale == 1) {
         let outcome = drive(
             &client,
-            &base,
+            std::slice::from_ref(&base),
             &format!("{label} {scenario}"),
             options.seconds,
             options.connections,
@@ -281,7 +287,8 @@ async fn run_server(
     }
     if scale == 1 {
         eprint!("{label} flash sale: {} buyers, {} units…", flash::BUYERS, flash::UNITS);
-        let sale = flash::run(&client, &base, connections, url.as_deref()).await?;
+        let sale =
+            flash::run(&client, std::slice::from_ref(&base), connections, url.as_deref()).await?;
         eprintln!(" {}", sale.note);
         rows.push(Row {
             store: store.name(),
@@ -360,8 +367,15 @@ async fn run_delivery(store: Store, options: &Options) -> anyhow::Result<Row> {
     seed_server(&client, &base, url.as_deref(), &label, products, users, options).await?;
     let load = Load::Purchase { products };
     let scenario = format!("{label} {DELIVERY}");
-    let outcome =
-        drive(&client, &base, &scenario, options.seconds, options.connections, &load).await;
+    let outcome = drive(
+        &client,
+        std::slice::from_ref(&base),
+        &scenario,
+        options.seconds,
+        options.connections,
+        &load,
+    )
+    .await;
     let load_ended = chrono::Utc::now();
     let ended = Instant::now();
     let mut drained = None;
@@ -409,8 +423,15 @@ async fn ceiling_only(options: &Options) -> anyhow::Result<Row> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
     let load = Load::One(Arc::new(|c, b, _, _| c.get(format!("{b}/health"))));
     let label = "[memory, ceiling only] GET /health";
-    let outcome =
-        drive(&client, &server.base, label, options.seconds, options.connections, &load).await;
+    let outcome = drive(
+        &client,
+        std::slice::from_ref(&server.base),
+        label,
+        options.seconds,
+        options.connections,
+        &load,
+    )
+    .await;
     Ok(Row {
         store: "memory",
         scale: 1,
@@ -537,7 +558,9 @@ fn write_report(
          ![Each scenario's req/s as a share of the in-memory GET /health, by store]({svg})\n\n\
          Raw results, every row with the machine, the command and the time: \
          [{json}]({json}). Where the time goes, what was changed for it and what stands \
-         between these figures and the goals: [performance.md](performance.md).\n\n\
+         between these figures and the goals: [performance.md](performance.md). On a Galera \
+         cluster (`make bench-galera`, instances on three nodes vs on one): \
+         [benchmarks-galera.md](benchmarks-galera.md).\n\n\
          ## Method\n\n\
          - **Load:** closed loop, {connections} connections (each sends its next request when \
          the last answered), {seconds} s per scenario, the release `mall` with its default \
@@ -599,6 +622,9 @@ async fn main() -> anyhow::Result<()> {
     let options = Options::parse();
     if options.users < options.connections as u64 || options.products == 0 {
         bail!("each connection orders as its own user: give at least as many --users as --connections, and some --products");
+    }
+    if !options.galera.is_empty() {
+        return galera::run(&options.galera, &options).await;
     }
     let started = Instant::now();
     let generated_at = chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())

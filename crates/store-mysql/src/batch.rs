@@ -511,6 +511,10 @@ fn still_held(c: &mut Conn, busy: &Busy) -> QueryResult<Busy> {
     fn held(result: QueryResult<usize>) -> QueryResult<bool> {
         match result {
             Ok(_) => Ok(false),
+            // The wait itself was picked as a deadlock victim, or, on Galera, aborted by a
+            // write replicated from another node that needed the row: either way the row is
+            // not stuck; the calls run (and retry on contention) like any other.
+            Err(error) if contention(&error) == Some(Contention::Deadlock) => Ok(false),
             Err(error)
                 if matches!(
                     contention(&error),

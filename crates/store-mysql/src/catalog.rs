@@ -109,17 +109,21 @@ impl UserRepository for MysqlStore {
         let key = id.to_string();
         let inserted = self
             .blocking(move |c| {
-                diesel::insert_into(users::table)
-                    .values((users::id.eq(&key), users::balance.eq(0)))
-                    .execute(c)
+                // Retried on a deadlock: on Galera, the same id registered through another
+                // node at once fails this insert's certification (and then meets its key).
+                transaction::<_, anyhow::Error>(c, |c| {
+                    Ok(diesel::insert_into(users::table)
+                        .values((users::id.eq(&key), users::balance.eq(0)))
+                        .execute(c)?)
+                })
             })
             .await?;
         match inserted {
             Ok(_) => Ok(User { id, balance: Points::ZERO }),
-            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            Err(TxError::Db(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))) => {
                 Err(RegisterError::AlreadyRegistered(id))
             }
-            Err(error) => Err(anyhow::Error::new(error).context("registering a user").into()),
+            Err(error) => Err(error.into_error().context("registering a user").into()),
         }
     }
 

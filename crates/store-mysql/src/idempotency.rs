@@ -191,10 +191,17 @@ impl IdempotencyStore for MysqlStore {
         let now = to_db(now);
         let purged = self
             .blocking(move |c| {
-                diesel::sql_query("DELETE FROM idempotency_keys WHERE expires_at <= ? LIMIT ?")
+                // Retried on a deadlock: on Galera, a key taken through another node meanwhile
+                // fails this delete's certification.
+                crate::tx::transaction::<_, anyhow::Error>(c, |c| {
+                    Ok(diesel::sql_query(
+                        "DELETE FROM idempotency_keys WHERE expires_at <= ? LIMIT ?",
+                    )
                     .bind::<diesel::sql_types::Datetime, _>(now)
                     .bind::<diesel::sql_types::BigInt, _>(limit)
-                    .execute(c)
+                    .execute(c)?)
+                })
+                .map_err(crate::tx::TxError::into_error)
             })
             .await??;
         Ok(purged)

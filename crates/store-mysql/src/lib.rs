@@ -12,8 +12,10 @@
 
 mod batch;
 mod catalog;
+mod galera;
 mod idempotency;
 mod locking;
+mod migration_lock;
 mod orders;
 mod outbox;
 mod payments;
@@ -34,7 +36,7 @@ pub use batch::BatchStats;
 use batch::Coalesced;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
-use diesel::{Connection, MysqlConnection, RunQueryDsl};
+use diesel::{Connection, MysqlConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use domain::errors::{ChargeError, PayError, PlaceOrderError};
 use domain::model::{Order, PaymentReceipt};
@@ -237,26 +239,19 @@ fn checkout(pool: &DbPool) -> Result<PooledConnection<pool::Manager>, diesel::r2
 }
 
 /// Creates the database named in `url` if it does not exist, then applies every pending
-/// migration under a named lock, so instances starting together migrate once. Returns the
-/// versions applied.
+/// migration under a lock row, so instances starting together migrate once — on one server
+/// or on every node of a Galera cluster (see `migration_lock`). Returns the versions applied.
 ///
 /// # Errors
 /// When the server is unreachable or a migration fails.
 pub fn migrate(url: &str) -> anyhow::Result<Vec<String>> {
     let mut conn = establish_creating_database(url)?;
-    let locked: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-        "COALESCE(GET_LOCK('mall_migrations', 60), 0)",
-    ))
-    .get_result(&mut conn)
-    .context("taking the migration lock")?;
-    if locked != 1 {
-        return Err(anyhow!("another instance held the migration lock for 60 s"));
-    }
+    let lock = migration_lock::acquire(&mut conn, url)?;
     let applied = conn
         .run_pending_migrations(MIGRATIONS)
         .map(|versions| versions.iter().map(ToString::to_string).collect())
         .map_err(|e| anyhow!("applying migrations: {e}"));
-    let _ = conn.batch_execute("DO RELEASE_LOCK('mall_migrations')");
+    lock.release(&mut conn);
     applied
 }
 

@@ -21,7 +21,7 @@ use crate::batch::{Busy, Coalesced, Ctx, Lane, Verdict};
 use crate::idempotency;
 use crate::locking::{lock_products, lock_products_for, CHUNK};
 use crate::rows::{to_db, FormRow, LineRow, NewForm, EXPIRED, PENDING, REPLACED};
-use crate::schema::{order_forms, order_lines, products, users};
+use crate::schema::{order_forms, order_lines, users};
 use crate::sql_text;
 use crate::tx::{transaction, TxError};
 use crate::{Conn, MysqlStore};
@@ -41,19 +41,6 @@ fn lines_of(c: &mut Conn, order_ids: &[String]) -> QueryResult<Vec<LineRow>> {
         .order((order_lines::order_id, order_lines::product_id))
         .select(LineRow::as_select())
         .load(c)
-}
-
-/// Moves `units` from reserved back to available for each product, by ascending id.
-fn release(c: &mut Conn, units: &BTreeMap<i64, i64>) -> QueryResult<()> {
-    for (&product, &count) in units {
-        diesel::update(products::table.find(product))
-            .set((
-                products::available.eq(products::available + count),
-                products::reserved.eq(products::reserved - count),
-            ))
-            .execute(c)?;
-    }
-    Ok(())
 }
 
 fn units_per_product(lines: &[LineRow]) -> BTreeMap<i64, i64> {
@@ -453,19 +440,23 @@ fn expire_due(c: &mut Conn, now: DateTime<Utc>, limit: usize) -> QueryResult<usi
             return Ok(0);
         }
     }
-    let expired = diesel::update(
-        order_forms::table
-            .filter(order_forms::id.eq_any(&due))
-            .filter(order_forms::status.eq(PENDING)),
-    )
-    .set((
-        order_forms::status.eq(EXPIRED),
-        order_forms::pending_user.eq(None::<String>),
-        order_forms::closed_at.eq(Some(now)),
-    ))
-    .execute(c)?;
-    release(c, &units_per_product(&lines))?;
-    Ok(expired)
+    // The status change and the release go together, as one atomic block (see
+    // `galera::atomic_writes`): the due forms are locked, so each of them is expired here.
+    let ids: Vec<String> = due.iter().map(|id| sql_text::text(id)).collect();
+    let mut writes = vec![format!(
+        "UPDATE order_forms SET status = '{EXPIRED}', pending_user = NULL, closed_at = {} \
+         WHERE id IN ({}) AND status = '{PENDING}'",
+        sql_text::datetime(now),
+        ids.join(",")
+    )];
+    for (product, count) in units_per_product(&lines) {
+        writes.push(format!(
+            "UPDATE products SET available = available + {count}, reserved = reserved - {count} \
+             WHERE id = {product}"
+        ));
+    }
+    sql_text::execute(c, &writes.join(";\n"))?;
+    Ok(due.len())
 }
 
 #[async_trait]

@@ -84,6 +84,14 @@ fn claim(
     Ok((due, queued, lines))
 }
 
+/// The client lost the server (gone away, connection lost or closed): no answer came.
+fn connection_lost(error: &diesel::result::Error) -> bool {
+    let message = error.to_string();
+    ["gone away", "Lost connection", "closed the connection"]
+        .iter()
+        .any(|lost| message.contains(lost))
+}
+
 /// The claimed rows in claim order, each read back as its event — or, when that fails (a
 /// value that does not parse, a payment that is missing), as an unreadable row that the relay
 /// records as a failed attempt without holding up the others.
@@ -151,12 +159,24 @@ impl Outbox for MysqlStore {
     ) -> anyhow::Result<Vec<ClaimedEvent>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (now, lease_until) = (to_db(now), to_db(lease_until));
-        let (due, queued, lines) = self
-            .blocking(move |c| {
-                transaction::<_, anyhow::Error>(c, |c| Ok(claim(c, now, lease_until, limit)?))
-                    .map_err(TxError::into_error)
-            })
-            .await??;
+        // A claim whose connection was lost is tried once more on another one: its transaction
+        // was rolled back with the connection (or, lost at COMMIT, only leased rows that come
+        // due again at the lease's end). On Galera, see `galera::IDLE_LIMIT`.
+        let mut tries = 0;
+        let (due, queued, lines) = loop {
+            tries += 1;
+            let claimed = self
+                .blocking(move |c| {
+                    transaction::<_, anyhow::Error>(c, |c| Ok(claim(c, now, lease_until, limit)?))
+                })
+                .await?;
+            match claimed {
+                Err(TxError::Db(error)) if tries == 1 && connection_lost(&error) => {
+                    tracing::debug!(%error, "a claim lost its connection; claiming again");
+                }
+                claimed => break claimed.map_err(TxError::into_error)?,
+            }
+        };
         Ok(to_claimed(&due, &queued, &lines))
     }
 
@@ -164,19 +184,24 @@ impl Outbox for MysqlStore {
         if ids.is_empty() {
             return Ok(());
         }
+        // In a transaction that is retried on a deadlock: on a Galera cluster, a claim by an
+        // instance on another node conflicts with this update at certification.
         self.blocking(move |c| {
-            // One statement per round of sends (chunked only past the placeholder budget).
-            for chunk in ids.chunks(IDS_PER_STATEMENT) {
-                let chunk: Vec<&str> = chunk.iter().map(EventId::as_str).collect();
-                diesel::update(
-                    outbox_events::table
-                        .filter(outbox_events::event_id.eq_any(chunk))
-                        .filter(outbox_events::delivered_at.is_null()),
-                )
-                .set(outbox_events::delivered_at.eq(Some(to_db(at))))
-                .execute(c)?;
-            }
-            Ok::<_, diesel::result::Error>(())
+            transaction::<_, anyhow::Error>(c, |c| {
+                // One statement per round of sends (chunked only past the placeholder budget).
+                for chunk in ids.chunks(IDS_PER_STATEMENT) {
+                    let chunk: Vec<&str> = chunk.iter().map(EventId::as_str).collect();
+                    diesel::update(
+                        outbox_events::table
+                            .filter(outbox_events::event_id.eq_any(chunk))
+                            .filter(outbox_events::delivered_at.is_null()),
+                    )
+                    .set(outbox_events::delivered_at.eq(Some(to_db(at))))
+                    .execute(c)?;
+                }
+                Ok(())
+            })
+            .map_err(TxError::into_error)
         })
         .await??;
         Ok(())
@@ -245,10 +270,15 @@ impl Outbox for MysqlStore {
         let before = to_db(before);
         let purged = self
             .blocking(move |c| {
-                diesel::sql_query("DELETE FROM outbox_events WHERE delivered_at < ? LIMIT ?")
+                transaction::<_, anyhow::Error>(c, |c| {
+                    Ok(diesel::sql_query(
+                        "DELETE FROM outbox_events WHERE delivered_at < ? LIMIT ?",
+                    )
                     .bind::<diesel::sql_types::Datetime, _>(before)
                     .bind::<BigInt, _>(limit)
-                    .execute(c)
+                    .execute(c)?)
+                })
+                .map_err(TxError::into_error)
             })
             .await??;
         Ok(purged)

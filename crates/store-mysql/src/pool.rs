@@ -130,6 +130,18 @@ impl CustomizeConnection<Conn, diesel::r2d2::Error> for SessionSetup {
                 conn.batch_execute(&format!("SET SESSION innodb_lock_wait_timeout = {seconds}"))
             })
             .map_err(diesel::r2d2::Error::QueryError)?;
+        // On a Galera node, reads wait until the node has applied every write committed in
+        // the cluster before they began (causal reads): a form ordered through one node is
+        // then seen by a payment through another, which would otherwise answer "no pending
+        // form" while the order's write set is still being applied here.
+        if crate::galera::is_on(conn) {
+            crate::galera::seen();
+            conn.batch_execute(&format!(
+                "SET SESSION wsrep_sync_wait = 1; SET SESSION wait_timeout = {}",
+                crate::galera::IDLE_LIMIT.as_secs()
+            ))
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
         // MariaDB's name; MySQL has none for writes, so a refusal here is not fatal.
         let seconds = self.statement_timeout.as_secs_f64();
         if let Err(error) =

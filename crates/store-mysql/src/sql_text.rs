@@ -43,15 +43,17 @@ const MAX_TEXT: usize = 4 << 20;
 
 /// Sends `sql` (statements joined by `;\n`, as this module builds them) in one round trip, or
 /// in several of at most [`MAX_TEXT`] when it is longer (statements in order, each whole; the
-/// literals of this module never contain `;\n`). `sql` must not be empty.
+/// literals of this module never contain `;\n`). `sql` must not be empty. Each round trip is
+/// one atomic compound statement that first checks it runs in its transaction
+/// ([`crate::galera::atomic_writes`]): no write can outlive the transaction.
 pub(crate) fn execute(c: &mut Conn, sql: &str) -> QueryResult<()> {
     if sql.len() <= MAX_TEXT {
-        return c.batch_execute(sql);
+        return c.batch_execute(&crate::galera::atomic_writes(sql));
     }
     let mut text = String::new();
     for statement in sql.split(";\n") {
         if !text.is_empty() && text.len() + statement.len() + 2 > MAX_TEXT {
-            c.batch_execute(&text)?;
+            c.batch_execute(&crate::galera::atomic_writes(&text))?;
             text.clear();
         }
         if !text.is_empty() {
@@ -59,7 +61,7 @@ pub(crate) fn execute(c: &mut Conn, sql: &str) -> QueryResult<()> {
         }
         text.push_str(statement);
     }
-    c.batch_execute(&text)
+    c.batch_execute(&crate::galera::atomic_writes(&text))
 }
 
 /// Rows per `UPDATE … CASE` statement: MariaDB tries a row's `WHEN`s one by one, so one

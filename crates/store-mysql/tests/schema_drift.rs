@@ -47,7 +47,7 @@ fn schema_rs_matches_the_migrations() {
     ];
     let migrated: Vec<String> = diesel::sql_query(
         "SELECT table_name AS name FROM information_schema.tables \
-         WHERE table_schema = DATABASE() AND table_name <> '__diesel_schema_migrations' \
+         WHERE table_schema = DATABASE() AND table_name NOT IN ('__diesel_schema_migrations', '__mall_migration_lock') \
          ORDER BY table_name",
     )
     .load::<Column>(&mut conn)

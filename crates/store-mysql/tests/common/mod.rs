@@ -1,0 +1,3 @@
+//! Scenarios more than one test binary runs.
+
+pub mod flash_sale;
