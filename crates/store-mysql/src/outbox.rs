@@ -15,7 +15,7 @@ use domain::values::{EventId, OrderId, PaymentId, Points, UserId};
 
 use crate::rows::{from_db, to_db, LineRow};
 use crate::schema::{order_lines, outbox_events, payments};
-use crate::tx::{transaction, TxError};
+use crate::tx::{connection_lost, transaction, TxError};
 use crate::{Conn, MysqlStore};
 
 /// The longest error text kept on a row (the column's size).
@@ -82,14 +82,6 @@ fn claim(
         .select(LineRow::as_select())
         .load(c)?;
     Ok((due, queued, lines))
-}
-
-/// The client lost the server (gone away, connection lost or closed): no answer came.
-fn connection_lost(error: &diesel::result::Error) -> bool {
-    let message = error.to_string();
-    ["gone away", "Lost connection", "closed the connection"]
-        .iter()
-        .any(|lost| message.contains(lost))
 }
 
 /// The claimed rows in claim order, each read back as its event — or, when that fails (a

@@ -165,3 +165,13 @@ pub(crate) fn transaction_with<T, E>(
         }
     }
 }
+
+/// The client lost the server (gone away, connection lost or closed): no answer came. The
+/// transaction was rolled back with the connection — unless the answer lost was the COMMIT's,
+/// so only work that is safe to run twice is tried again after it (claims, the expiry sweep).
+pub(crate) fn connection_lost(error: &DieselError) -> bool {
+    let message = error.to_string();
+    ["gone away", "Lost connection", "closed the connection"]
+        .iter()
+        .any(|lost| message.contains(lost))
+}
