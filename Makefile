@@ -104,7 +104,7 @@ docs-screenshot: browser-deps ## Refresh docs/swagger-ui.png from the live Swagg
 db-up: ## Start the local MariaDB if it is not answering, and wait for it
 	@if ! mariadb-admin -uroot -h127.0.0.1 ping >/dev/null 2>&1; then \
 		echo "starting MariaDB"; \
-		$(SUDO) start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd; \
+		$(SUDO) start-stop-daemon --start --oknodo --background --pidfile /run/mysqld/mysqld.pid --exec /usr/sbin/mariadbd; \
 		for i in $$(seq 1 60); do \
 			mariadb-admin -uroot -h127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.5; \
 		done; \

@@ -190,11 +190,17 @@ fn mariadb(args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Where Debian's MariaDB writes its pid (`/etc/mysql/my.cnf`).
+const MARIADB_PID_FILE: &str = "/run/mysqld/mysqld.pid";
+
 fn restart_mariadb() {
     assert!(mariadb(&["shutdown"]), "MariaDB shuts down");
     std::thread::sleep(Duration::from_secs(1));
     let started = Command::new("start-stop-daemon")
-        .args(["--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"])
+        // By its pid file: with `--exec` alone, a Galera node of `make cluster-up` (the same
+        // executable) counts as "already running" and nothing is started.
+        .args(["--start", "--oknodo", "--background", "--pidfile", MARIADB_PID_FILE])
+        .args(["--exec", "/usr/sbin/mariadbd"])
         .status()
         .expect("start-stop-daemon runs");
     assert!(started.success(), "MariaDB starts again");

@@ -53,10 +53,17 @@ pub(crate) fn acquire(conn: &mut Conn, url: &str) -> anyhow::Result<Held> {
     let mut pause = Duration::from_millis(50);
     loop {
         // A lock whose lease ran out belongs to a migrator that died: take it over.
-        diesel::sql_query("DELETE FROM __mall_migration_lock WHERE id = 1 AND expires_at < ?")
-            .bind::<Datetime, _>(Utc::now().naive_utc())
-            .execute(conn)
-            .context("clearing a stale migration lock")?;
+        // On Galera this can lose to another node's insert or delete at certification (a
+        // deadlock error): then the lock is being taken elsewhere, and the insert below says so.
+        let cleared =
+            diesel::sql_query("DELETE FROM __mall_migration_lock WHERE id = 1 AND expires_at < ?")
+                .bind::<Datetime, _>(Utc::now().naive_utc())
+                .execute(conn);
+        if let Err(error) = cleared {
+            if !held_elsewhere(&error) {
+                return Err(anyhow!(error).context("clearing a stale migration lock"));
+            }
+        }
         let taken = diesel::sql_query(
             "INSERT INTO __mall_migration_lock (id, holder, expires_at) VALUES (1, ?, ?)",
         )
