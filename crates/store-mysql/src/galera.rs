@@ -1,7 +1,5 @@
 //! What the store needs to know about a MariaDB Galera cluster (docs/operations.md).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{BigInt, Nullable};
 use diesel::{QueryResult, QueryableByName, RunQueryDsl};
@@ -41,19 +39,6 @@ pub(crate) fn is_on(c: &mut Conn) -> bool {
 /// Pooled connections idle that long are replaced when next used (see `pool`).
 pub(crate) const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Set once a pooled connection found itself on a Galera node.
-static SEEN: AtomicBool = AtomicBool::new(false);
-
-/// Notes that this process talks to a Galera cluster (from the session setup).
-pub(crate) fn seen() {
-    SEEN.store(true, Ordering::Relaxed);
-}
-
-/// Whether this process has met a Galera node.
-pub(crate) fn is_seen() -> bool {
-    SEEN.load(Ordering::Relaxed)
-}
-
 /// Fails with a deadlock error (so the transaction is retried) when the session is no longer in
 /// the transaction it began. On Galera, a transaction can be rolled back under the client by a
 /// conflicting write from another node (a brute-force abort); the next statement should then
@@ -62,7 +47,7 @@ pub(crate) fn is_seen() -> bool {
 /// look like the transaction's (a claim handed out twice, seen in the contract suite), or a
 /// client left waiting for an answer that never comes. Checked before COMMIT on Galera only.
 pub(crate) fn still_in_transaction(c: &mut Conn) -> QueryResult<()> {
-    if !is_seen() {
+    if !crate::pool::on_galera(c) {
         return Ok(());
     }
     let inside: Value =

@@ -185,6 +185,31 @@ impl MysqlStore {
         self.charges.stats()
     }
 
+    /// Runs `work` in a transaction on a pooled connection, and once more on another one when
+    /// the connection was lost without an answer (on Galera, see `galera::IDLE_LIMIT`). The
+    /// transaction was rolled back with the connection — unless the answer lost was the
+    /// COMMIT's — so only work that is safe to run twice may come here (claims, the sweep).
+    async fn transaction_rerun_if_lost<T, F>(&self, what: &str, work: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Conn) -> diesel::QueryResult<T> + Clone + Send + 'static,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let work = work.clone();
+            let done = self
+                .blocking(move |c| tx::transaction::<_, anyhow::Error>(c, |c| Ok(work(c)?)))
+                .await?;
+            match done {
+                Err(tx::TxError::Db(error)) if tries == 1 && tx::connection_lost(&error) => {
+                    tracing::debug!(%error, what, "lost the connection; running it again");
+                }
+                done => return done.map_err(tx::TxError::into_error),
+            }
+        }
+    }
+
     /// Runs `work` with a pooled connection on the blocking pool.
     async fn blocking<T, F>(&self, work: F) -> anyhow::Result<T>
     where

@@ -23,7 +23,7 @@ use crate::locking::{lock_products, lock_products_for, CHUNK};
 use crate::rows::{to_db, FormRow, LineRow, NewForm, EXPIRED, PENDING, REPLACED};
 use crate::schema::{order_forms, order_lines, users};
 use crate::sql_text;
-use crate::tx::{connection_lost, transaction, TxError};
+use crate::tx::TxError;
 use crate::{Conn, MysqlStore};
 
 /// One form's lines: a statement diesel keeps prepared (an `IN` list is prepared anew each time).
@@ -491,25 +491,9 @@ impl OrderRepository for MysqlStore {
     }
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<usize> {
-        // A sweep whose connection was lost is run once more on another one: run twice, it
-        // expires each form once all the same (the status guard), and a lost answer is what a
-        // Galera node's brute-force abort can leave (see `galera::IDLE_LIMIT`).
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let expired = self
-                .blocking(move |c| {
-                    transaction::<_, anyhow::Error>(c, |c| Ok(expire_due(c, now, limit)?))
-                })
-                .await?;
-            match expired {
-                Err(TxError::Db(error)) if tries == 1 && connection_lost(&error) => {
-                    tracing::debug!(%error, "an expiry sweep lost its connection; sweeping again");
-                }
-                expired => {
-                    return expired.map_err(|e| e.into_error().context("expiring due order forms"))
-                }
-            }
-        }
+        // Run twice, a sweep expires each form once all the same (the status guard).
+        self.transaction_rerun_if_lost("an expiry sweep", move |c| expire_due(c, now, limit))
+            .await
+            .map_err(|e| e.context("expiring due order forms"))
     }
 }

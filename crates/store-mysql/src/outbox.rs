@@ -15,7 +15,7 @@ use domain::values::{EventId, OrderId, PaymentId, Points, UserId};
 
 use crate::rows::{from_db, to_db, LineRow};
 use crate::schema::{order_lines, outbox_events, payments};
-use crate::tx::{connection_lost, transaction, TxError};
+use crate::tx::{transaction, TxError};
 use crate::{Conn, MysqlStore};
 
 /// The longest error text kept on a row (the column's size).
@@ -151,24 +151,12 @@ impl Outbox for MysqlStore {
     ) -> anyhow::Result<Vec<ClaimedEvent>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (now, lease_until) = (to_db(now), to_db(lease_until));
-        // A claim whose connection was lost is tried once more on another one: its transaction
-        // was rolled back with the connection (or, lost at COMMIT, only leased rows that come
-        // due again at the lease's end). On Galera, see `galera::IDLE_LIMIT`.
-        let mut tries = 0;
-        let (due, queued, lines) = loop {
-            tries += 1;
-            let claimed = self
-                .blocking(move |c| {
-                    transaction::<_, anyhow::Error>(c, |c| Ok(claim(c, now, lease_until, limit)?))
-                })
-                .await?;
-            match claimed {
-                Err(TxError::Db(error)) if tries == 1 && connection_lost(&error) => {
-                    tracing::debug!(%error, "a claim lost its connection; claiming again");
-                }
-                claimed => break claimed.map_err(TxError::into_error)?,
-            }
-        };
+        // A claim run twice only leases rows that come due again at the lease's end.
+        let (due, queued, lines) = self
+            .transaction_rerun_if_lost("an outbox claim", move |c| {
+                claim(c, now, lease_until, limit)
+            })
+            .await?;
         Ok(to_claimed(&due, &queued, &lines))
     }
 

@@ -32,6 +32,8 @@ pub(crate) const IDLE_CHECK: Duration = Duration::from_secs(1);
 pub(crate) struct Health {
     last_query: Instant,
     broken: bool,
+    /// The session setup found this connection on a Galera node.
+    galera: bool,
 }
 
 impl Instrumentation for Health {
@@ -69,6 +71,12 @@ fn health(conn: &mut Conn) -> Option<&mut Health> {
     conn.instrumentation().downcast_mut::<Health>()
 }
 
+/// Whether this pooled connection is on a Galera node (known per connection, so one process
+/// may use a single server and a cluster side by side).
+pub(crate) fn on_galera(conn: &mut Conn) -> bool {
+    health(conn).is_some_and(|h| h.galera)
+}
+
 /// Makes sure a checked-out connection is usable: pings it when it has been idle, and reports
 /// `false` (after marking it broken, so the pool drops it) when the ping fails.
 pub(crate) fn usable(conn: &mut Conn) -> bool {
@@ -98,7 +106,11 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn, Self::Error> {
         let mut conn = self.0.connect()?;
-        conn.set_instrumentation(Health { last_query: Instant::now(), broken: false });
+        conn.set_instrumentation(Health {
+            last_query: Instant::now(),
+            broken: false,
+            galera: false,
+        });
         Ok(conn)
     }
 
@@ -135,7 +147,9 @@ impl CustomizeConnection<Conn, diesel::r2d2::Error> for SessionSetup {
         // then seen by a payment through another, which would otherwise answer "no pending
         // form" while the order's write set is still being applied here.
         if crate::galera::is_on(conn) {
-            crate::galera::seen();
+            if let Some(health) = health(conn) {
+                health.galera = true;
+            }
             conn.batch_execute(&format!(
                 "SET SESSION wsrep_sync_wait = 1; SET SESSION wait_timeout = {}",
                 crate::galera::IDLE_LIMIT.as_secs()

@@ -83,8 +83,8 @@ const GALERA_DEADLOCK_RETRIES: u32 = 11;
 /// The pause before attempt `attempt + 1`: on one server a short growing one (5, 10, 15 ms …);
 /// on Galera a jittered exponential back-off (up to 5 · 2^(n−1) ms, at most 400 ms; about 2 s
 /// in all over 12 attempts), so writers on different nodes stop meeting in the same round.
-fn pause(attempt: u32) -> Duration {
-    if !crate::galera::is_seen() {
+fn pause(attempt: u32, galera: bool) -> Duration {
+    if !galera {
         return Duration::from_millis(u64::from(attempt) * 5);
     }
     use std::hash::BuildHasher;
@@ -128,6 +128,7 @@ pub(crate) fn transaction_with<T, E>(
     retries: Retries,
     mut work: impl FnMut(&mut Conn) -> Result<T, TxError<E>>,
 ) -> Result<T, TxError<E>> {
+    let galera = crate::pool::on_galera(conn);
     let (mut deadlocks, mut timeouts) = (0_u32, 0_u32);
     let mut attempt: u32 = 1;
     loop {
@@ -141,7 +142,7 @@ pub(crate) fn transaction_with<T, E>(
                 let again = match contention(&error) {
                     Some(Contention::Deadlock) => {
                         deadlocks += 1;
-                        let allowed = if crate::galera::is_seen() {
+                        let allowed = if galera {
                             retries.deadlocks.max(GALERA_DEADLOCK_RETRIES)
                         } else {
                             retries.deadlocks
@@ -158,7 +159,7 @@ pub(crate) fn transaction_with<T, E>(
                     return Err(TxError::Db(error));
                 }
                 tracing::debug!(attempt, %error, "retrying a transaction");
-                std::thread::sleep(pause(attempt));
+                std::thread::sleep(pause(attempt, galera));
                 attempt += 1;
             }
             result => return result,
