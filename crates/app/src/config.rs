@@ -86,6 +86,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub db_statement_timeout_ms: u64,
 
+    /// Group commit: orders, payments and charges that arrive together share one database
+    /// transaction (on/off). Off runs each alone in its own transaction, as before group commit:
+    /// the naive baseline `mall-bench` measures against, many times slower on a hot row.
+    #[arg(long, env = "MALL_DB_GROUP_COMMIT", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub db_group_commit: bool,
+
     /// How long an order form waits for payment, in seconds.
     #[arg(long, env = "MALL_ORDER_TTL_SECS", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..=86_400 * 30))]
@@ -214,6 +221,10 @@ impl Config {
         }
     }
 
+    pub fn store_options(&self) -> store_mysql::StoreOptions {
+        store_mysql::StoreOptions { group_commit: self.db_group_commit }
+    }
+
     /// The JWT settings, if a key is configured.
     pub fn jwt(&self) -> Option<http_api::JwtSettings> {
         let key = match (&self.jwt_secret, &self.jwt_public_key) {
@@ -261,6 +272,15 @@ mod tests {
         assert_eq!(migrate.command, Some(Command::Migrate));
         assert_eq!(migrate.database_url.as_deref(), Some("mysql://h/db"));
         assert_eq!(Config::parse_from(["mall", "openapi"]).command, Some(Command::Openapi));
+    }
+
+    #[test]
+    fn group_commit_is_on_unless_switched_off() {
+        assert!(Config::defaults().store_options().group_commit);
+        let off = Config::parse_from(["mall", "--db-group-commit", "off"]);
+        assert!(!off.store_options().group_commit);
+        assert!(Config::parse_from(["mall", "--db-group-commit", "on"]).db_group_commit);
+        assert!(Config::try_parse_from(["mall", "--db-group-commit", "maybe"]).is_err());
     }
 
     #[test]

@@ -75,7 +75,8 @@ impl Application {
         let mut stores = match &config.database_url {
             Some(url) => {
                 let patience = Duration::from_secs(config.db_connect_timeout_secs);
-                let store = connect_with_retries(url, config.pool_options(), patience).await?;
+                let options = (config.pool_options(), config.store_options());
+                let store = connect_with_retries(url, options, patience).await?;
                 tracing::info!(?store, "using the MySQL/MariaDB store");
                 Stores::from_one(Arc::new(store))
             }
@@ -227,7 +228,7 @@ impl Application {
 /// to `patience` so that `mall` can start before its database in a rollout.
 async fn connect_with_retries(
     url: &str,
-    options: store_mysql::PoolOptions,
+    options: (store_mysql::PoolOptions, store_mysql::StoreOptions),
     patience: Duration,
 ) -> anyhow::Result<MysqlStore> {
     if !url.starts_with("mysql://") {
@@ -237,10 +238,11 @@ async fn connect_with_retries(
     let mut pause = Duration::from_millis(500);
     loop {
         let attempt_url = url.to_owned();
-        let attempt =
-            tokio::task::spawn_blocking(move || MysqlStore::connect(&attempt_url, options))
-                .await
-                .context("the database setup task panicked")?;
+        let attempt = tokio::task::spawn_blocking(move || {
+            MysqlStore::connect_with(&attempt_url, options.0, options.1)
+        })
+        .await
+        .context("the database setup task panicked")?;
         match attempt {
             Ok(store) => return Ok(store),
             Err(error) if std::time::Instant::now() + pause < deadline => {

@@ -86,6 +86,10 @@ struct Options {
     /// .json) and the chart (.svg).
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Run only the scenarios whose name contains one of these (comma-separated, e.g.
+    /// `health,point,hot product`); the flash sale and the delivery row count as scenarios.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Instead of the usual run: three instances on a Galera cluster's nodes, given as their
     /// server URLs (`make cluster-up` prints them), one per node and then all on the first
     /// node, with purchases and the flash sale; then issue 12's black-box run.
@@ -103,6 +107,11 @@ impl Options {
             stores.dedup();
             stores
         }
+    }
+
+    /// Whether `--only` lets `scenario` run.
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|part| scenario.contains(part.as_str()))
     }
 
     fn scales(&self) -> Vec<u64> {
@@ -204,7 +213,7 @@ fn scenarios(products: u64, users: u64, all: bool) -> Vec<(&'static str, Load)> 
             })),
         ));
         list.push((
-            "POST order, one hot product",
+            HOT_ORDERS,
             one(Arc::new(|c, b, w, n| {
                 // Each worker is one user; alternating 1 and 2 units makes every replacement move
                 // one unit on the hot row.
@@ -228,6 +237,12 @@ fn scenarios(products: u64, users: u64, all: bool) -> Vec<(&'static str, Load)> 
     list.push(("mixed shop", Load::Mixed { products, users }));
     list
 }
+
+/// Orders of one hot product: the scenario group commit is for, also measured without it.
+const HOT_ORDERS: &str = "POST order, one hot product";
+
+/// [`HOT_ORDERS`] on a server with group commit off (`MALL_DB_GROUP_COMMIT=off`).
+const HOT_ORDERS_NAIVE: &str = "POST order, one hot product, one transaction per order (naive)";
 
 /// The database name at the end of a MariaDB URL.
 fn database_name(url: &str) -> &str {
@@ -265,6 +280,22 @@ async fn run_server(
     seed_server(&client, &base, url.as_deref(), &label, products, users, options).await?;
     let mut rows = Vec::new();
     for (scenario, load) in scenarios(products, users, scale == 1) {
+        let naive_too = url.is_some() && scenario == HOT_ORDERS && options.wants(HOT_ORDERS_NAIVE);
+        if !options.wants(scenario) && !naive_too {
+            continue;
+        }
+        if !options.wants(scenario) {
+            let naive = naive_hot_orders(&client, url.as_deref(), &label, &load, options).await?;
+            rows.push(Row::measured(
+                store.name(),
+                scale,
+                HOT_ORDERS_NAIVE,
+                &naive,
+                None,
+                String::new(),
+            ));
+            continue;
+        }
         let outcome = drive(
             &client,
             std::slice::from_ref(&base),
@@ -283,9 +314,21 @@ async fn run_server(
         if outcome.sold_out > 0 {
             note.push_str(&format!(" ({} orders refused for lack of stock)", outcome.sold_out));
         }
-        rows.push(Row::measured(store.name(), scale, scenario, &outcome, purchases, note));
+        let mut row = Row::measured(store.name(), scale, scenario, &outcome, purchases, note);
+        if naive_too {
+            let naive = naive_hot_orders(&client, url.as_deref(), &label, &load, options).await?;
+            let naive =
+                Row::measured(store.name(), scale, HOT_ORDERS_NAIVE, &naive, None, String::new());
+            let ratio = row.rate() / naive.rate().max(1e-9);
+            row.note = format!("{ratio:.1}× the naive baseline (next row), same run");
+            eprintln!("{label} group commit: {ratio:.1}× one transaction per order");
+            rows.push(row);
+            rows.push(naive);
+        } else {
+            rows.push(row);
+        }
     }
-    if scale == 1 {
+    if scale == 1 && options.wants("flash sale") {
         eprint!("{label} flash sale: {} buyers, {} units…", flash::BUYERS, flash::UNITS);
         let sale =
             flash::run(&client, std::slice::from_ref(&base), connections, url.as_deref()).await?;
@@ -310,6 +353,28 @@ async fn run_server(
         tokio::task::spawn_blocking(move || drop_database(&url)).await??;
     }
     Ok((rows, rss))
+}
+
+/// The hot-product orders again, on a second server on the same database with group commit off
+/// (each order its own transaction, as before group commit), started for this load alone.
+async fn naive_hot_orders(
+    client: &reqwest::Client,
+    url: Option<&str>,
+    label: &str,
+    load: &Load,
+    options: &Options,
+) -> anyhow::Result<load::Outcome> {
+    let naive = Server::start(url, options.pool_size, &[("MALL_DB_GROUP_COMMIT", "off")])?;
+    let outcome = drive(
+        client,
+        std::slice::from_ref(&naive.base),
+        &format!("{label} {HOT_ORDERS_NAIVE}"),
+        options.seconds,
+        options.connections,
+        load,
+    )
+    .await;
+    Ok(outcome)
 }
 
 /// Seeds a fresh server: over the API in memory, with SQL on MariaDB.
@@ -645,7 +710,7 @@ async fn main() -> anyhow::Result<()> {
         }
         // Delivery is measured where it is deployed: on MariaDB (in memory only when that is
         // the one store asked for).
-        if store == Store::Mariadb || stores == [Store::Memory] {
+        if (store == Store::Mariadb || stores == [Store::Memory]) && options.wants(DELIVERY) {
             rows.push(run_delivery(store, &options).await?);
         }
     }

@@ -30,12 +30,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::anyhow;
 use diesel::prelude::*;
+use futures_util::future::Either;
 use tokio::sync::oneshot;
 
 use crate::locking::{existing_users, lock_users};
 use crate::schema::{products, users};
 use crate::tx::{contention, transaction_with, Contention, Retries, TxError};
 use crate::{Conn, MysqlStore};
+
+mod alone;
 
 /// How a batch takes the row locks that someone else might hold for long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,17 +238,20 @@ where
         store: &MysqlStore,
         job: J,
     ) -> impl Future<Output = Result<T, E>> + Send + 'static {
+        if !store.group_commit {
+            return Either::Left(self.clone().alone(store.clone(), job));
+        }
         let (answer, start) = self.main.submit(job);
         if start {
             let (this, store) = (self.clone(), store.clone());
             tokio::spawn(async move { this.drain_main(&store).await });
         }
         let what = self.what;
-        async move {
+        Either::Right(async move {
             answer
                 .await
                 .map_err(|_| E::from(anyhow!("a batch of {what} ended without an answer")))?
-        }
+        })
     }
 
     /// Moves a call to the slow lane, starting its drain if none runs.

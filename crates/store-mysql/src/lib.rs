@@ -92,6 +92,21 @@ impl PoolOptions {
     }
 }
 
+/// How the store runs its writes (`MALL_DB_GROUP_COMMIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Orders, payments and charges that arrive together share a transaction (group commit,
+    /// ADR 0006). Off: each runs alone in its own transaction, waiting for its row locks, as
+    /// before group commit — the naive baseline `mall-bench` compares against.
+    pub group_commit: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { group_commit: true }
+    }
+}
+
 impl Default for PoolOptions {
     fn default() -> Self {
         Self {
@@ -116,6 +131,8 @@ pub struct MysqlStore {
     closed_hours: Arc<reads::ClosedHours>,
     /// The rows the batches' main lanes hold at the moment (see `batch::Ctx`).
     own_locks: Arc<batch::OwnLocks>,
+    /// [`StoreOptions::group_commit`].
+    group_commit: bool,
 }
 
 impl fmt::Debug for MysqlStore {
@@ -138,6 +155,18 @@ impl MysqlStore {
     /// # Errors
     /// When the server is unreachable, a migration fails, or the pool cannot open.
     pub fn connect(url: &str, options: PoolOptions) -> anyhow::Result<Self> {
+        Self::connect_with(url, options, StoreOptions::default())
+    }
+
+    /// [`Self::connect`], with the store's own options.
+    ///
+    /// # Errors
+    /// As [`Self::connect`].
+    pub fn connect_with(
+        url: &str,
+        options: PoolOptions,
+        store: StoreOptions,
+    ) -> anyhow::Result<Self> {
         options.check()?;
         let applied = migrate(url)?;
         if !applied.is_empty() {
@@ -166,6 +195,7 @@ impl MysqlStore {
             payments: Arc::new(payments::coalesced()),
             closed_hours: Arc::default(),
             own_locks: Arc::default(),
+            group_commit: store.group_commit,
         })
     }
 

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, MysqlConnection};
 
-use crate::{MysqlStore, PoolOptions};
+use crate::{MysqlStore, PoolOptions, StoreOptions};
 
 /// The server tests use: `MALL_TEST_DATABASE_URL`, default `mysql://root@127.0.0.1:3306`.
 pub fn server_url() -> String {
@@ -54,9 +54,20 @@ pub async fn fresh_store(options: PoolOptions) -> MysqlStore {
 /// # Panics
 /// When MariaDB is unreachable or the migrations fail.
 pub async fn fresh_store_with_url(options: PoolOptions) -> (MysqlStore, String) {
+    fresh_store_with_options(options, StoreOptions::default()).await
+}
+
+/// [`fresh_store_with_url`], with the store's own options (group commit off, say).
+///
+/// # Panics
+/// When MariaDB is unreachable or the migrations fail.
+pub async fn fresh_store_with_options(
+    options: PoolOptions,
+    store: StoreOptions,
+) -> (MysqlStore, String) {
     tokio::task::spawn_blocking(move || {
         let url = fresh_database_url();
-        (MysqlStore::connect(&url, options).expect("a migrated store"), url)
+        (MysqlStore::connect_with(&url, options, store).expect("a migrated store"), url)
     })
     .await
     .expect("the setup task")
