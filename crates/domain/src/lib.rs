@@ -19,4 +19,6 @@ pub mod support;
 pub mod values;
 
 pub use relay::{EventRelay, RelayReport, RelaySettings};
-pub use service::{HealthReport, Mall, Settings, Stores, MAX_PAGE_SIZE, RANKING_FRESHNESS};
+pub use service::{
+    HealthReport, Mall, Settings, Stores, BACKLOG_FRESHNESS, MAX_PAGE_SIZE, RANKING_FRESHNESS,
+};

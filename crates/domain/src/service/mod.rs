@@ -27,6 +27,11 @@ use crate::ports::{
 };
 use crate::values::{EventId, OrderId, PaymentId, Points, ProductId, UserId};
 
+mod health;
+
+use health::HealthCache;
+pub use health::BACKLOG_FRESHNESS;
+
 /// The largest catalog page; a larger `limit` is treated as this.
 pub const MAX_PAGE_SIZE: u64 = 100;
 
@@ -185,6 +190,7 @@ pub struct Mall {
     settings: Settings,
     in_flight: Arc<InFlight>,
     ranking_cache: Arc<RankingCache>,
+    health_cache: Arc<HealthCache>,
 }
 
 impl fmt::Debug for Mall {
@@ -207,6 +213,7 @@ impl Mall {
             settings,
             in_flight: Arc::default(),
             ranking_cache: Arc::default(),
+            health_cache: Arc::default(),
         }
     }
 
@@ -418,9 +425,18 @@ impl Mall {
     ///
     /// # Errors
     /// When the store is unreachable.
+    ///
+    /// Callers that arrive while a check is in flight share it, and the backlog figures are
+    /// reused for up to [`BACKLOG_FRESHNESS`] (see `health`): a burst of reports costs the
+    /// store one check per round trip and one backlog query per second.
     pub async fn health(&self) -> anyhow::Result<HealthReport> {
-        self.stores.health.check().await?;
-        let outbox = self.stores.outbox.backlog().await?;
+        let (probe, outbox) = (self.stores.health.clone(), self.stores.outbox.clone());
+        let now = self.clock.now();
+        self.health_cache.check(now, || async move { probe.check().await }.boxed()).await?;
+        let outbox = self
+            .health_cache
+            .backlog(now, || async move { outbox.backlog().await }.boxed())
+            .await?;
         Ok(HealthReport { outbox, checked_at: self.clock.now() })
     }
 }
