@@ -137,11 +137,7 @@ impl UserRepository for MysqlStore {
     }
 
     async fn balance(&self, id: UserId) -> anyhow::Result<Option<Points>> {
-        let balance: Option<i64> = self
-            .blocking(move |c| {
-                users::table.find(id.as_str()).select(users::balance).first(c).optional()
-            })
-            .await??;
+        let balance = self.point_reads.balances.read(self, id.as_str().to_owned()).await?;
         balance.map(Points::new).transpose().map_err(|e| anyhow!("corrupt balance: {e}"))
     }
 }
@@ -149,12 +145,8 @@ impl UserRepository for MysqlStore {
 #[async_trait]
 impl ProductRepository for MysqlStore {
     async fn product(&self, id: ProductId) -> anyhow::Result<Option<Product>> {
-        let row: Option<ProductRow> = self
-            .blocking(move |c| {
-                products::table.find(id.get()).select(ProductRow::as_select()).first(c).optional()
-            })
-            .await??;
-        row.map(ProductRow::into_product).transpose()
+        let row = self.point_reads.products.read(self, id.get()).await?;
+        row.map(|row| crate::point_reads::product_row(row).into_product()).transpose()
     }
 
     async fn page(&self, offset: u64, limit: u64) -> anyhow::Result<CatalogPage> {

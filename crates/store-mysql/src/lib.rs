@@ -19,6 +19,7 @@ mod migration_lock;
 mod orders;
 mod outbox;
 mod payments;
+mod point_reads;
 mod pool;
 mod reads;
 mod rows;
@@ -41,6 +42,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use domain::errors::{ChargeError, PayError, PlaceOrderError};
 use domain::model::{Order, PaymentReceipt};
 use domain::values::Points;
+pub use point_reads::PointReadStats;
 
 type Conn = MysqlConnection;
 type DbPool = Pool<pool::Manager>;
@@ -133,6 +135,8 @@ pub struct MysqlStore {
     own_locks: Arc<batch::OwnLocks>,
     /// [`StoreOptions::group_commit`].
     group_commit: bool,
+    /// Product and balance reads, coalesced into rounds (see `point_reads`).
+    point_reads: Arc<point_reads::PointReads>,
 }
 
 impl fmt::Debug for MysqlStore {
@@ -196,6 +200,7 @@ impl MysqlStore {
             closed_hours: Arc::default(),
             own_locks: Arc::default(),
             group_commit: store.group_commit,
+            point_reads: Arc::default(),
         })
     }
 
