@@ -5,6 +5,7 @@
 //! - [`errors`]: one error enum per use case.
 //! - [`idempotency`]: keys, stored outcomes and replay of retried calls.
 //! - [`ports`]: the traits adapters implement.
+//! - [`rules`]: what each call decides, as pure functions both stores fold.
 //! - [`service`]: the shop's use cases ([`Mall`]).
 //! - [`relay`]: delivery of payment events from the outbox ([`EventRelay`]).
 //! - [`support`]: a hand-moved clock and sequential ids.
@@ -14,6 +15,7 @@ pub mod idempotency;
 pub mod model;
 pub mod ports;
 pub mod relay;
+pub mod rules;
 pub mod service;
 pub mod support;
 pub mod values;

@@ -243,7 +243,13 @@ async fn place_order_asks_the_store_once_with_the_normalised_items_and_the_expir
         assert_eq!(request.items, items(&[(1, 2), (2, 1)]), "one entry per product, ascending");
         assert_eq!(request.created_at, t0());
         assert_eq!(request.expires_at, t0() + TimeDelta::seconds(600));
-        request.priced(|id| Price::new(if id == pid(1) { 100 } else { 50 }).ok())
+        let shelf = |price| crate::rules::Shelf {
+            price: Price::new(price).expect("price"),
+            available: Stock::ZERO,
+            reserved: Stock::ZERO,
+        };
+        let shelves = [(pid(1), shelf(100)), (pid(2), shelf(50))].into_iter().collect();
+        crate::rules::price(&request, &shelves)
     });
     let order = ports
         .mall()
