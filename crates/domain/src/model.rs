@@ -298,17 +298,6 @@ mod tests {
         Count::new(raw).expect("valid count")
     }
 
-    fn request(items: &[(i64, i64)]) -> OrderRequest {
-        let at = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
-        OrderRequest {
-            id: OrderId::new("o1"),
-            user_id: UserId::parse("alice").expect("an id"),
-            items: OrderItems::new(items.iter().map(|&(p, c)| (id(p), count(c)))).expect("items"),
-            created_at: at,
-            expires_at: at + TimeDelta::seconds(600),
-        }
-    }
-
     #[test]
     fn items_sum_duplicates_and_sort_by_product() {
         let items = OrderItems::new([(id(3), count(1)), (id(1), count(2)), (id(3), count(4))])

@@ -10,8 +10,10 @@
 //!   deadlock one another. See `docs/persistence.md`.
 //! - Times come from the domain's clock, never from `NOW()`, and are stored as UTC `DATETIME(6)`.
 
+mod accounts;
 mod batch;
-mod catalog;
+mod charges;
+mod forms;
 mod galera;
 mod idempotency;
 mod locking;
@@ -20,12 +22,15 @@ mod orders;
 mod outbox;
 mod payments;
 mod pool;
+mod products;
 mod reads;
 mod rows;
 pub mod schema;
+mod snapshot;
 mod sql_text;
 pub mod testing;
 mod tx;
+mod writes;
 
 use std::fmt;
 use std::sync::Arc;
@@ -111,7 +116,7 @@ pub struct MysqlStore {
     turns: Arc<tokio::sync::Semaphore>,
     checkout_timeout: Duration,
     orders: Arc<Coalesced<orders::OrderJob, Order, PlaceOrderError>>,
-    charges: Arc<Coalesced<catalog::ChargeJob, Points, ChargeError>>,
+    charges: Arc<Coalesced<charges::ChargeJob, Points, ChargeError>>,
     payments: Arc<Coalesced<payments::PayJob, PaymentReceipt, PayError>>,
     closed_hours: Arc<reads::ClosedHours>,
     /// The rows the batches' main lanes hold at the moment (see `batch::Ctx`).
@@ -162,7 +167,7 @@ impl MysqlStore {
             turns: Arc::new(tokio::sync::Semaphore::new(2 * size as usize)),
             checkout_timeout: options.checkout_timeout,
             orders: Arc::new(orders::coalesced()),
-            charges: Arc::new(catalog::coalesced()),
+            charges: Arc::new(charges::coalesced()),
             payments: Arc::new(payments::coalesced()),
             closed_hours: Arc::default(),
             own_locks: Arc::default(),
@@ -192,15 +197,13 @@ impl MysqlStore {
     async fn transaction_rerun_if_lost<T, F>(&self, what: &str, work: F) -> anyhow::Result<T>
     where
         T: Send + 'static,
-        F: Fn(&mut Conn) -> diesel::QueryResult<T> + Clone + Send + 'static,
+        F: Fn(&mut Conn) -> Result<T, tx::TxError<anyhow::Error>> + Clone + Send + 'static,
     {
         let mut tries = 0;
         loop {
             tries += 1;
             let work = work.clone();
-            let done = self
-                .blocking(move |c| tx::transaction::<_, anyhow::Error>(c, |c| Ok(work(c)?)))
-                .await?;
+            let done = self.blocking(move |c| tx::transaction(c, |c| work(c))).await?;
             match done {
                 Err(tx::TxError::Db(error)) if tries == 1 && tx::connection_lost(&error) => {
                     tracing::debug!(%error, what, "lost the connection; running it again");

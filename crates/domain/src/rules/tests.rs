@@ -75,7 +75,8 @@ fn payment_for(form: &Order, at: DateTime<Utc>) -> Payment {
 #[test]
 fn place_order_checks_in_spec_order_and_a_refusal_changes_nothing() {
     use PlaceOrderError as E;
-    let cases: &[(&str, &[(i64, i64)], fn(&PlaceOrderError) -> bool)] = &[
+    type Case = (&'static str, &'static [(i64, i64)], fn(&PlaceOrderError) -> bool);
+    let cases: &[Case] = &[
         // Unknown user before anything else, even an unknown product.
         ("carol", &[(9, 1)], |e| matches!(e, E::UnknownUser(u) if u.as_str() == "carol")),
         // The lowest unknown product, before a stock shortage of a lower one.
