@@ -4,10 +4,13 @@
 //!   ([`MysqlStore::blocking`]), carrying the caller's tracing span.
 //! - Each port method is one transaction ([`tx::transaction`]) that is retried whole on
 //!   deadlock (1213), lock-wait timeout (1205) and interrupted statement (1969), see `tx`.
-//! - Correctness comes from guarded writes (`UPDATE … WHERE available >= ?`, status
-//!   transitions guarded by the current status) and unique keys; row locks are taken in one
-//!   order — user, then order form, then products by ascending id — so transactions do not
-//!   deadlock one another. See `docs/persistence.md`.
+//! - Orders, payments and charges are coalesced (`batch`): a batch locks its rows (`locking`),
+//!   loads them into a `domain::rules::Snapshot` (`snapshot`), folds each call through the
+//!   domain's rule for it in queue order, and writes what changed (`writes`). The store locks,
+//!   loads and persists; it does not decide. Row locks are taken in one order — user, then
+//!   order form, then products by ascending id — so transactions do not deadlock one another;
+//!   status changes outside a batch (expiry, outbox leases) are guarded by the current status,
+//!   and unique keys back the rest. See `docs/persistence.md`.
 //! - Times come from the domain's clock, never from `NOW()`, and are stored as UTC `DATETIME(6)`.
 
 mod accounts;
