@@ -13,6 +13,7 @@
 mod batch;
 mod catalog;
 mod galera;
+mod health;
 mod idempotency;
 mod locking;
 mod migration_lock;
@@ -20,7 +21,7 @@ mod orders;
 mod outbox;
 mod payments;
 mod pool;
-mod reads;
+mod ranking;
 mod rows;
 pub mod schema;
 mod sql_text;
@@ -113,7 +114,7 @@ pub struct MysqlStore {
     orders: Arc<Coalesced<orders::OrderJob, Order, PlaceOrderError>>,
     charges: Arc<Coalesced<catalog::ChargeJob, Points, ChargeError>>,
     payments: Arc<Coalesced<payments::PayJob, PaymentReceipt, PayError>>,
-    closed_hours: Arc<reads::ClosedHours>,
+    closed_hours: Arc<ranking::ClosedHours>,
     /// The rows the batches' main lanes hold at the moment (see `batch::Ctx`).
     own_locks: Arc<batch::OwnLocks>,
 }

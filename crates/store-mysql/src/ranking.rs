@@ -1,4 +1,5 @@
-//! The ranking and the health probe.
+//! The sales ranking: units sold per product over the hourly buckets, with the sums of the
+//! hours that are over kept between queries.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Datetime};
 use domain::model::{sales_hour, RankedProduct};
-use domain::ports::{HealthProbe, SalesRanking};
+use domain::ports::SalesRanking;
 
 use crate::rows::{to_db, ProductRow};
 use crate::schema::products;
@@ -155,23 +156,5 @@ impl SalesRanking for MysqlStore {
             .into_iter()
             .map(|(row, sold)| Ok(RankedProduct { product: row.into_product()?, sold }))
             .collect()
-    }
-}
-
-#[async_trait]
-impl HealthProbe for MysqlStore {
-    async fn check(&self) -> anyhow::Result<()> {
-        self.blocking(|c| diesel::sql_query("SELECT 1").execute(c)).await??;
-        Ok(())
-    }
-
-    async fn pending_migrations(&self) -> anyhow::Result<usize> {
-        use diesel_migrations::MigrationHarness;
-        self.blocking(|c| {
-            c.pending_migrations(crate::MIGRATIONS)
-                .map(|pending| pending.len())
-                .map_err(|e| anyhow::anyhow!("reading the applied migrations: {e}"))
-        })
-        .await?
     }
 }
