@@ -6,6 +6,8 @@
 //! - [`idempotency`]: keys, stored outcomes and replay of retried calls.
 //! - [`ports`]: the traits adapters implement.
 //! - [`service`]: the shop's use cases ([`Mall`]).
+//! - [`ranking`]: the ranking's single flight, a decorator of the ranking port
+//!   ([`CachedRanking`]).
 //! - [`relay`]: delivery of payment events from the outbox ([`EventRelay`]).
 //! - [`support`]: a hand-moved clock and sequential ids.
 
@@ -13,10 +15,12 @@ pub mod errors;
 pub mod idempotency;
 pub mod model;
 pub mod ports;
+pub mod ranking;
 pub mod relay;
 pub mod service;
 pub mod support;
 pub mod values;
 
+pub use ranking::{CachedRanking, RANKING_FRESHNESS};
 pub use relay::{EventRelay, RelayReport, RelaySettings};
-pub use service::{HealthReport, Mall, Settings, Stores, MAX_PAGE_SIZE, RANKING_FRESHNESS};
+pub use service::{HealthReport, Mall, Settings, Stores, MAX_PAGE_SIZE};

@@ -1,4 +1,4 @@
-//! The health probe, and the schema's pending migrations (for `/ready`).
+//! The health probe, and the migrations the schema still lacks (for `app`'s `/ready`).
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -12,8 +12,15 @@ impl HealthProbe for MysqlStore {
         self.blocking(|c| diesel::sql_query("SELECT 1").execute(c)).await??;
         Ok(())
     }
+}
 
-    async fn pending_migrations(&self) -> anyhow::Result<usize> {
+impl MysqlStore {
+    /// How many of the [`MIGRATIONS`](crate::MIGRATIONS) the database still lacks (`app`'s
+    /// `/ready` asks: an instance whose schema is behind it should not get traffic).
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    pub async fn pending_migrations(&self) -> anyhow::Result<usize> {
         use diesel_migrations::MigrationHarness;
         self.blocking(|c| {
             c.pending_migrations(crate::MIGRATIONS)

@@ -41,6 +41,7 @@ use diesel::{Connection, MysqlConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use domain::errors::{ChargeError, PayError, PlaceOrderError};
 use domain::model::{Order, PaymentReceipt};
+use domain::ports::Clock;
 use domain::values::Points;
 
 type Conn = MysqlConnection;
@@ -115,6 +116,9 @@ pub struct MysqlStore {
     charges: Arc<Coalesced<catalog::ChargeJob, Points, ChargeError>>,
     payments: Arc<Coalesced<payments::PayJob, PaymentReceipt, PayError>>,
     closed_hours: Arc<ranking::ClosedHours>,
+    /// What time it is for the ranking's kept sums (which sales hours are over); the system
+    /// clock unless [`MysqlStore::with_clock`] says otherwise.
+    clock: Arc<dyn Clock>,
     /// The rows the batches' main lanes hold at the moment (see `batch::Ctx`).
     own_locks: Arc<batch::OwnLocks>,
 }
@@ -166,8 +170,18 @@ impl MysqlStore {
             charges: Arc::new(catalog::coalesced()),
             payments: Arc::new(payments::coalesced()),
             closed_hours: Arc::default(),
+            clock: Arc::new(SystemClock),
             own_locks: Arc::default(),
         })
+    }
+
+    /// The same store reading the time from `clock` (the shop's clock: `app` hands the one
+    /// its use cases use, tests a hand-moved one). The ranking uses it to tell which sales
+    /// hours are over.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// How orders have been grouped into transactions so far (group commit, see
@@ -248,6 +262,16 @@ impl MysqlStore {
         })
         .await
         .context("a database task panicked")?
+    }
+}
+
+/// The time of the machine: the store's clock unless it is given another.
+#[derive(Debug)]
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
     }
 }
 

@@ -108,11 +108,12 @@ impl SalesRanking for MysqlStore {
     async fn top_sellers(
         &self,
         since: DateTime<Utc>,
-        now: DateTime<Utc>,
         size: usize,
     ) -> anyhow::Result<Vec<RankedProduct>> {
-        // Hours that ended an hour or more before `now` are over: a payment is recorded in the
-        // hour of its own `paid_at`, and instances' clocks agree to within that hour.
+        // Hours that ended an hour or more before now (the store's clock, the shop's in `app`)
+        // are over: a payment is recorded in the hour of its own `paid_at`, and instances'
+        // clocks agree to within that hour.
+        let now = self.clock.now();
         let since = to_db(since);
         let end = to_db(sales_hour(now) - TimeDelta::hours(1)).max(since);
         let generation = self.closed_hours.start(end);
