@@ -9,7 +9,7 @@
 //! - [`ranking`]: the ranking's single flight, a decorator of the ranking port
 //!   ([`CachedRanking`]).
 //! - [`relay`]: delivery of payment events from the outbox ([`EventRelay`]).
-//! - [`support`]: a hand-moved clock and sequential ids.
+//! - `support` (tests, and the `testing` feature): a hand-moved clock and sequential ids.
 
 pub mod errors;
 pub mod idempotency;
@@ -18,6 +18,7 @@ pub mod ports;
 pub mod ranking;
 pub mod relay;
 pub mod service;
+#[cfg(any(test, feature = "testing"))]
 pub mod support;
 pub mod values;
 

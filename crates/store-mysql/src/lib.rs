@@ -25,6 +25,7 @@ mod ranking;
 mod rows;
 pub mod schema;
 mod sql_text;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod tx;
 
