@@ -2,6 +2,9 @@
 //!
 //! - Diesel is blocking, so every call, `pool.get()` included, runs on tokio's blocking pool
 //!   ([`MysqlStore::blocking`]), carrying the caller's tracing span.
+//! - Orders, payments and charges are group-committed (`batch`): each queued call carries its
+//!   caller's tracing span, a batch's work runs in a `db_batch` span that follows from them,
+//!   and a line about a call is written in the call's own span.
 //! - Each port method is one transaction ([`tx::transaction`]) that is retried whole on
 //!   deadlock (1213), lock-wait timeout (1205) and interrupted statement (1969), see `tx`.
 //! - Correctness comes from guarded writes (`UPDATE … WHERE available >= ?`, status
