@@ -175,21 +175,6 @@ pub struct OrderRequest {
     pub expires_at: DateTime<Utc>,
 }
 
-impl From<&Order> for OrderRequest {
-    /// The request that `order` answers (its prices aside).
-    fn from(order: &Order) -> Self {
-        let items = order.lines.iter().map(|line| (line.product_id, line.count));
-        Self {
-            id: order.id.clone(),
-            user_id: order.user_id.clone(),
-            // An order's lines already name each product once, within the bounds.
-            items: OrderItems(items.collect()),
-            created_at: order.created_at,
-            expires_at: order.expires_at,
-        }
-    }
-}
-
 /// A completed payment for one order form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {

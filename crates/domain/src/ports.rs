@@ -168,16 +168,13 @@ pub trait PaymentRepository: Send + Sync + 'static {
 #[async_trait]
 pub trait SalesRanking: Send + Sync + 'static {
     /// The `size` products with the most units sold in buckets starting at or after `since`,
-    /// most first, ties by product id ascending. `now` is the shop's clock: a store may keep
-    /// the sums of hours that ended more than an hour before it, since payments are recorded
-    /// in the hour of their own `paid_at`.
+    /// most first, ties by product id ascending.
     ///
     /// # Errors
     /// When the store fails.
     async fn top_sellers(
         &self,
         since: DateTime<Utc>,
-        now: DateTime<Utc>,
         size: usize,
     ) -> anyhow::Result<Vec<RankedProduct>>;
 }
@@ -269,14 +266,6 @@ pub trait HealthProbe: Send + Sync + 'static {
     /// # Errors
     /// When the store is unreachable.
     async fn check(&self) -> anyhow::Result<()>;
-
-    /// How many schema migrations the store still lacks (0 for a store without a schema).
-    ///
-    /// # Errors
-    /// When the store is unreachable.
-    async fn pending_migrations(&self) -> anyhow::Result<usize> {
-        Ok(0)
-    }
 }
 
 /// The current time. A port so that expiry and ranking windows are testable without sleeping.

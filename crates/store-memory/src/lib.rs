@@ -265,7 +265,6 @@ impl SalesRanking for MemoryStore {
     async fn top_sellers(
         &self,
         since: DateTime<Utc>,
-        _now: DateTime<Utc>,
         size: usize,
     ) -> anyhow::Result<Vec<RankedProduct>> {
         let state = self.lock();

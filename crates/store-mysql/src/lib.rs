@@ -10,7 +10,9 @@
 //!   loads and persists; it does not decide. Row locks are taken in one order — user, then
 //!   order form, then products by ascending id — so transactions do not deadlock one another;
 //!   status changes outside a batch (expiry, outbox leases) are guarded by the current status,
-//!   and unique keys back the rest. See `docs/persistence.md`.
+//!   and unique keys back the rest. See `docs/persistence.md`. Each queued call carries its
+//!   caller's tracing span, a batch's work runs in a `db_batch` span that follows from them,
+//!   and a line about a call is written in the call's own span.
 //! - Times come from the domain's clock, never from `NOW()`, and are stored as UTC `DATETIME(6)`.
 
 mod accounts;
@@ -18,6 +20,7 @@ mod batch;
 mod charges;
 mod forms;
 mod galera;
+mod health;
 mod idempotency;
 mod locking;
 mod migration_lock;
@@ -26,11 +29,12 @@ mod outbox;
 mod payments;
 mod pool;
 mod products;
-mod reads;
+mod ranking;
 mod rows;
 pub mod schema;
 mod snapshot;
 mod sql_text;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod tx;
 mod writes;
@@ -48,6 +52,7 @@ use diesel::{Connection, MysqlConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use domain::errors::{ChargeError, PayError, PlaceOrderError};
 use domain::model::{Order, PaymentReceipt};
+use domain::ports::Clock;
 use domain::values::Points;
 
 type Conn = MysqlConnection;
@@ -121,7 +126,10 @@ pub struct MysqlStore {
     orders: Arc<Coalesced<orders::OrderJob, Order, PlaceOrderError>>,
     charges: Arc<Coalesced<charges::ChargeJob, Points, ChargeError>>,
     payments: Arc<Coalesced<payments::PayJob, PaymentReceipt, PayError>>,
-    closed_hours: Arc<reads::ClosedHours>,
+    closed_hours: Arc<ranking::ClosedHours>,
+    /// What time it is for the ranking's kept sums (which sales hours are over); the system
+    /// clock unless [`MysqlStore::with_clock`] says otherwise.
+    clock: Arc<dyn Clock>,
     /// The rows the batches' main lanes hold at the moment (see `batch::Ctx`).
     own_locks: Arc<batch::OwnLocks>,
 }
@@ -173,8 +181,18 @@ impl MysqlStore {
             charges: Arc::new(charges::coalesced()),
             payments: Arc::new(payments::coalesced()),
             closed_hours: Arc::default(),
+            clock: Arc::new(SystemClock),
             own_locks: Arc::default(),
         })
+    }
+
+    /// The same store reading the time from `clock` (the shop's clock: `app` hands the one
+    /// its use cases use, tests a hand-moved one). The ranking uses it to tell which sales
+    /// hours are over.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// How orders have been grouped into transactions so far (group commit, see
@@ -253,6 +271,16 @@ impl MysqlStore {
         })
         .await
         .context("a database task panicked")?
+    }
+}
+
+/// The time of the machine: the store's clock unless it is given another.
+#[derive(Debug)]
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
     }
 }
 
