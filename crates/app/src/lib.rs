@@ -20,7 +20,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::{bail, Context};
 use chrono::TimeDelta;
 use data_platform::LoggingPublisher;
-use domain::ports::EventPublisher;
+use domain::ports::{Clock, EventPublisher};
 use domain::{EventRelay, Mall, RelaySettings, Settings, Stores};
 use http_api::{ApiSettings, Authenticator, RateLimits};
 use store_memory::MemoryStore;
@@ -72,17 +72,21 @@ impl Application {
                 Arc::new(LoggingPublisher)
             }
         };
-        let mut stores = match &config.database_url {
+        // One clock for the use cases, the relay, the ranking's cache and the MySQL store.
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (mut stores, schema): (Stores, Arc<dyn ready::Schema>) = match &config.database_url {
             Some(url) => {
                 let patience = Duration::from_secs(config.db_connect_timeout_secs);
                 let options = (config.pool_options(), config.store_options());
                 let store = connect_with_retries(url, options, patience).await?;
                 tracing::info!(?store, "using the MySQL/MariaDB store");
-                Stores::from_one(Arc::new(store))
+                let store = Arc::new(store.with_clock(clock.clone()));
+                (Stores::from_one(store.clone(), clock.clone()), store)
             }
             None => {
                 tracing::info!("using the in-memory store: data lasts as long as the process");
-                Stores::from_one(Arc::new(MemoryStore::new()))
+                let stores = Stores::from_one(Arc::new(MemoryStore::new()), clock.clone());
+                (stores, Arc::new(ready::NoSchema))
             }
         };
         let settings = Settings {
@@ -93,7 +97,6 @@ impl Application {
         let relay_wake = Arc::new(Notify::new());
         stores.payments =
             Arc::new(tasks::WakeRelayOnPayment::new(stores.payments, relay_wake.clone()));
-        let clock = Arc::new(SystemClock);
         let relay_settings = RelaySettings {
             concurrency: config.relay_concurrency as usize,
             retention: TimeDelta::hours(i64::from(config.outbox_retention_hours)),
@@ -135,12 +138,14 @@ impl Application {
         metrics::handle();
         let heartbeat = Arc::new(ready::Heartbeat::default());
         let app_heartbeat = web::Data::new(heartbeat.clone());
+        let app_schema = web::Data::new(schema);
         let app_mall = mall.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(http_api::enforce_timeout))
                 .wrap(from_fn(http_api::request_context))
                 .app_data(app_heartbeat.clone())
+                .app_data(app_schema.clone())
                 .configure(|cfg| operations(cfg, main_metrics))
                 .configure(http_api::configure(app_mall.clone(), api.clone()))
         })

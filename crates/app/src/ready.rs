@@ -8,8 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use async_trait::async_trait;
 use domain::Mall;
 use serde_json::json;
+use store_mysql::MysqlStore;
 
 /// The relay counts as alive if it finished a loop turn this recently. A turn takes at most
 /// half the 60 s lease plus the claim, so a minute of silence means it is stuck or gone.
@@ -36,6 +38,35 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The database schema, as `/ready` checks it: a store detail, not a domain port, so `app`
+/// asks the store it built directly.
+#[async_trait]
+pub trait Schema: Send + Sync + 'static {
+    /// How many migrations the schema still lacks.
+    ///
+    /// # Errors
+    /// When the database is unreachable.
+    async fn pending_migrations(&self) -> anyhow::Result<usize>;
+}
+
+#[async_trait]
+impl Schema for MysqlStore {
+    async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        MysqlStore::pending_migrations(self).await
+    }
+}
+
+/// The in-memory store: no schema, nothing to migrate.
+#[derive(Debug)]
+pub struct NoSchema;
+
+#[async_trait]
+impl Schema for NoSchema {
+    async fn pending_migrations(&self) -> anyhow::Result<usize> {
+        Ok(0)
+    }
+}
+
 /// Readiness: database, migrations, relay.
 #[utoipa::path(get, path = "/ready", tag = "operations", operation_id = "ready",
     description = "Whether this instance should get traffic: the database answers, every \
@@ -46,12 +77,16 @@ fn now_ms() -> i64 {
         (status = 503, description = "not ready (code 7), or the call took too long",
          body = Readiness, headers(("Retry-After" = String, description = "seconds"))),
     ))]
-pub async fn endpoint(mall: web::Data<Mall>, relay: web::Data<Arc<Heartbeat>>) -> HttpResponse {
+pub async fn endpoint(
+    mall: web::Data<Mall>,
+    schema: web::Data<Arc<dyn Schema>>,
+    relay: web::Data<Arc<Heartbeat>>,
+) -> HttpResponse {
     let database = match mall.health().await {
         Ok(_) => json!({"ok": true}),
         Err(error) => failed("database", &error),
     };
-    let migrations = match mall.pending_migrations().await {
+    let migrations = match schema.pending_migrations().await {
         Ok(0) => json!({"ok": true, "pending": 0}),
         Ok(pending) => json!({"ok": false, "pending": pending}),
         Err(error) => failed("migrations", &error),
@@ -123,12 +158,15 @@ mod tests {
     /// A store whose every probe fails with a cause that must not reach the client.
     struct FailingProbe;
 
-    #[async_trait::async_trait]
+    #[async_trait]
     impl domain::ports::HealthProbe for FailingProbe {
         async fn check(&self) -> anyhow::Result<()> {
             Err(anyhow::anyhow!(CAUSE))
         }
+    }
 
+    #[async_trait]
+    impl Schema for FailingProbe {
         async fn pending_migrations(&self) -> anyhow::Result<usize> {
             Err(anyhow::anyhow!(SQL_CAUSE))
         }
@@ -159,14 +197,16 @@ mod tests {
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
 
-        let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
-        stores.health = Arc::new(FailingProbe);
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+        let mut stores = Stores::from_one(Arc::new(MemoryStore::new()), clock.clone());
+        stores.health = Arc::new(FailingProbe);
         let mall =
             Mall::new(stores, clock, Arc::new(SequentialIds::new("id")), Settings::default());
         let heartbeat = Arc::new(Heartbeat::default());
         heartbeat.beat();
-        let response = endpoint(web::Data::new(mall), web::Data::new(heartbeat)).await;
+        let schema: Arc<dyn Schema> = Arc::new(FailingProbe);
+        let response =
+            endpoint(web::Data::new(mall), web::Data::new(schema), web::Data::new(heartbeat)).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = actix_web::body::to_bytes(response.into_body()).await.expect("a body");
         let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");

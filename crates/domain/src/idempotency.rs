@@ -1,4 +1,4 @@
-//! Safe retries: a client may send `Idempotency-Key` with a charge, an order or a payment. The
+//! Safe retries: a client may send an idempotency key with a charge, an order or a payment. The
 //! first outcome for (user, key) is stored in the same transaction as its effect and replayed
 //! to every retry for 24 hours; a key reused for a different request is refused.
 
@@ -15,7 +15,7 @@ use crate::values::{Points, UserId};
 pub const REPLAY_FOR: TimeDelta = TimeDelta::hours(24);
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("an Idempotency-Key is 1-255 visible ASCII characters")]
+#[error("an idempotency key is 1-255 visible ASCII characters")]
 pub struct InvalidIdempotencyKey;
 
 /// A client's key for one call, and a fingerprint of the request it came with.
@@ -84,13 +84,13 @@ pub struct Remember {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum IdempotencyError {
     /// The key was used before for a different request.
-    #[error("this Idempotency-Key was used for a different request")]
+    #[error("this idempotency key was used for a different request")]
     Mismatch,
     /// The first call with this key is still running.
-    #[error("a request with this Idempotency-Key is still in progress")]
+    #[error("a call with this idempotency key is still in progress")]
     InProgress,
     /// A store found the key already used while applying the effect; the caller replays.
-    #[error("this Idempotency-Key was used already")]
+    #[error("this idempotency key was used already")]
     AlreadyUsed,
 }
 

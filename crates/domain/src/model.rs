@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use thiserror::Error;
 
-use crate::errors::PlaceOrderError;
 use crate::values::{
     AmountError, Count, EventId, OrderId, PaymentId, Points, Price, ProductId, ProductName, Stock,
     UserId,
@@ -165,7 +164,7 @@ impl Order {
 }
 
 /// An order as the shop asks a store to place it: what the user wants, not yet priced. The
-/// store prices it with [`OrderRequest::priced`] from the product rows it reads in the same
+/// store decides it with [`crate::rules::place_order`] over the product rows it locks in the
 /// step that reserves the stock, so the price and the stock are one moment's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {
@@ -174,56 +173,6 @@ pub struct OrderRequest {
     pub items: OrderItems,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
-}
-
-impl OrderRequest {
-    /// The pending form at the prices `price_of` gives: one line per product, by product id
-    /// ascending, and their total.
-    ///
-    /// # Errors
-    /// [`PlaceOrderError::UnknownProduct`] for the lowest product id `price_of` does not know;
-    /// [`PlaceOrderError::Amount`] when the total passes `i64::MAX`.
-    pub fn priced(
-        &self,
-        price_of: impl Fn(ProductId) -> Option<Price>,
-    ) -> Result<Order, PlaceOrderError> {
-        let lines = self
-            .items
-            .iter()
-            .map(|(product_id, count)| {
-                let price =
-                    price_of(product_id).ok_or(PlaceOrderError::UnknownProduct(product_id))?;
-                Ok(OrderLine { product_id, count, price })
-            })
-            .collect::<Result<Vec<_>, PlaceOrderError>>()?;
-        let total = lines.iter().try_fold(Points::ZERO, |total, line| {
-            total.checked_add(line.price.times(line.count)?)
-        })?;
-        Ok(Order {
-            id: self.id.clone(),
-            user_id: self.user_id.clone(),
-            lines,
-            total,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            status: OrderStatus::Pending,
-        })
-    }
-}
-
-impl From<&Order> for OrderRequest {
-    /// The request that `order` answers (its prices aside).
-    fn from(order: &Order) -> Self {
-        let items = order.lines.iter().map(|line| (line.product_id, line.count));
-        Self {
-            id: order.id.clone(),
-            user_id: order.user_id.clone(),
-            // An order's lines already name each product once, within the bounds.
-            items: OrderItems(items.collect()),
-            created_at: order.created_at,
-            expires_at: order.expires_at,
-        }
-    }
 }
 
 /// A completed payment for one order form.
@@ -332,48 +281,6 @@ mod tests {
 
     fn count(raw: i64) -> Count {
         Count::new(raw).expect("valid count")
-    }
-
-    fn request(items: &[(i64, i64)]) -> OrderRequest {
-        let at = DateTime::from_timestamp(1_800_000_000, 0).expect("a time");
-        OrderRequest {
-            id: OrderId::new("o1"),
-            user_id: UserId::parse("alice").expect("an id"),
-            items: OrderItems::new(items.iter().map(|&(p, c)| (id(p), count(c)))).expect("items"),
-            created_at: at,
-            expires_at: at + TimeDelta::seconds(600),
-        }
-    }
-
-    #[test]
-    fn a_request_is_priced_line_by_line_at_the_given_prices() {
-        let order = request(&[(2, 1), (1, 2)])
-            .priced(|p| Price::new(if p == id(1) { 100 } else { 50 }).ok())
-            .expect("priced");
-        let lines: Vec<_> = order
-            .lines
-            .iter()
-            .map(|l| (l.product_id.get(), l.count.get(), l.price.get()))
-            .collect();
-        assert_eq!(lines, vec![(1, 2, 100), (2, 1, 50)], "by product id ascending");
-        assert_eq!(order.total.get(), 250);
-        assert_eq!(order.status, OrderStatus::Pending);
-        assert_eq!(
-            (order.id.as_str(), order.expires_at - order.created_at),
-            ("o1", TimeDelta::seconds(600))
-        );
-    }
-
-    #[test]
-    fn pricing_names_the_lowest_unknown_product_and_refuses_an_overflowing_total() {
-        let known = |p: ProductId| (p == id(1)).then(|| Price::new(10).expect("price"));
-        let unknown = request(&[(9, 1), (1, 1), (5, 1)]).priced(known);
-        assert!(matches!(unknown, Err(PlaceOrderError::UnknownProduct(p)) if p == id(5)));
-        let huge = |_| Price::new(i64::MAX / 2).ok();
-        let overflow = request(&[(1, 2), (2, 1)]).priced(huge);
-        assert!(matches!(overflow, Err(PlaceOrderError::Amount(AmountError::Overflow))));
-        let overflow = request(&[(1, 2)]).priced(|_| Price::new(i64::MAX).ok());
-        assert!(matches!(overflow, Err(PlaceOrderError::Amount(AmountError::Overflow))));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! implement them; the use cases hold them as `Arc<dyn Port>`.
 //!
 //! Every persistence method is atomic: **on error, no effect is visible**. Checks a use case
-//! makes before calling a port are advisory; the port's guarded writes are the authority.
+//! makes before calling a port are advisory: the decision is the rule (`crate::rules`) the
+//! store applies to the rows it holds locked, in the same step as its writes.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -108,8 +109,8 @@ pub trait ProductRepository: Send + Sync + 'static {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait OrderRepository: Send + Sync + 'static {
-    /// Prices `request` at the products' prices of this moment ([`OrderRequest::priced`]),
-    /// stores the form (status pending) and reserves its lines, all or nothing, and returns the
+    /// Decides `request` with [`crate::rules::place_order`] over the rows of this moment
+    /// (priced at the products' prices then), stores the form (status pending) and reserves its lines, all or nothing, and returns the
     /// form. The user's previous pending form, if any, is replaced and its reservation released
     /// in the same step, and the stock check counts the units it gives back. The balance must
     /// cover the total at this moment (it is not held; payment debits it). With `remember`, the
@@ -145,9 +146,9 @@ pub trait OrderRepository: Send + Sync + 'static {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait PaymentRepository: Send + Sync + 'static {
-    /// In one atomic step: checks that the form `plan.payment.order_id` is still the user's
-    /// pending form and payable at `plan.payment.paid_at`, debits `plan.payment.amount`
-    /// (never below zero), marks the form paid, turns its reservation into a sale, records the
+    /// In one atomic step: decides the payment with [`crate::rules::settle_payment`] (the form
+    /// `plan.payment.order_id` must still be the user's pending form and payable at
+    /// `plan.payment.paid_at`; the balance must cover `plan.payment.amount`), marks the form paid, turns its reservation into a sale, records the
     /// units sold in the hourly sales buckets, stores the payment, queues `plan.event` in the
     /// outbox, and with `remember` stores the receipt under its key.
     ///
@@ -167,16 +168,13 @@ pub trait PaymentRepository: Send + Sync + 'static {
 #[async_trait]
 pub trait SalesRanking: Send + Sync + 'static {
     /// The `size` products with the most units sold in buckets starting at or after `since`,
-    /// most first, ties by product id ascending. `now` is the shop's clock: a store may keep
-    /// the sums of hours that ended more than an hour before it, since payments are recorded
-    /// in the hour of their own `paid_at`.
+    /// most first, ties by product id ascending.
     ///
     /// # Errors
     /// When the store fails.
     async fn top_sellers(
         &self,
         since: DateTime<Utc>,
-        now: DateTime<Utc>,
         size: usize,
     ) -> anyhow::Result<Vec<RankedProduct>>;
 }
@@ -268,14 +266,6 @@ pub trait HealthProbe: Send + Sync + 'static {
     /// # Errors
     /// When the store is unreachable.
     async fn check(&self) -> anyhow::Result<()>;
-
-    /// How many schema migrations the store still lacks (0 for a store without a schema).
-    ///
-    /// # Errors
-    /// When the store is unreachable.
-    async fn pending_migrations(&self) -> anyhow::Result<usize> {
-        Ok(0)
-    }
 }
 
 /// The current time. A port so that expiry and ranking windows are testable without sleeping.

@@ -1,5 +1,6 @@
-//! Plain implementations of the `Clock` and `IdGenerator` ports that need no I/O: a clock you
-//! move by hand (tests, reproducible demos) and sequential ids (tests).
+//! Plain implementations of the `Clock` and `IdGenerator` ports for tests: a clock you move by
+//! hand and sequential ids. Compiled for this crate's tests and with the `testing` feature,
+//! which other crates enable from their dev-dependencies only.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;

@@ -252,19 +252,30 @@ impl From<OrderItemsError> for ApiError {
     }
 }
 
+// The domain speaks of an idempotency key; over HTTP it is the `Idempotency-Key` header, and
+// the answers name it.
+
 impl From<InvalidIdempotencyKey> for ApiError {
-    fn from(error: InvalidIdempotencyKey) -> Self {
-        Self::bad_request(error.to_string())
+    fn from(InvalidIdempotencyKey: InvalidIdempotencyKey) -> Self {
+        Self::bad_request("an Idempotency-Key is 1-255 visible ASCII characters")
     }
 }
 
 impl From<IdempotencyError> for ApiError {
     fn from(error: IdempotencyError) -> Self {
-        let status = match error {
-            IdempotencyError::Mismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            IdempotencyError::InProgress | IdempotencyError::AlreadyUsed => StatusCode::CONFLICT,
+        let (status, message) = match error {
+            IdempotencyError::Mismatch => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this Idempotency-Key was used for a different request",
+            ),
+            IdempotencyError::InProgress => {
+                (StatusCode::CONFLICT, "a request with this Idempotency-Key is still in progress")
+            }
+            IdempotencyError::AlreadyUsed => {
+                (StatusCode::CONFLICT, "this Idempotency-Key was used already")
+            }
         };
-        Self::new(status, ErrorCode::InvalidRequest, error.to_string())
+        Self::new(status, ErrorCode::InvalidRequest, message)
     }
 }
 
@@ -386,5 +397,42 @@ impl From<RankingError> for ApiError {
     fn from(error: RankingError) -> Self {
         let RankingError::Unexpected(cause) = error;
         Self::unavailable(&cause)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_refusals_name_the_header() {
+        let answers = [
+            (
+                ApiError::from(InvalidIdempotencyKey),
+                StatusCode::BAD_REQUEST,
+                "an Idempotency-Key is 1-255 visible ASCII characters",
+            ),
+            (
+                IdempotencyError::Mismatch.into(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "this Idempotency-Key was used for a different request",
+            ),
+            (
+                IdempotencyError::InProgress.into(),
+                StatusCode::CONFLICT,
+                "a request with this Idempotency-Key is still in progress",
+            ),
+            (
+                IdempotencyError::AlreadyUsed.into(),
+                StatusCode::CONFLICT,
+                "this Idempotency-Key was used already",
+            ),
+        ];
+        for (error, status, message) in answers {
+            assert_eq!(
+                (error.status, error.code, error.message.as_str()),
+                (status, ErrorCode::InvalidRequest, message)
+            );
+        }
     }
 }

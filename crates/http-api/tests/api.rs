@@ -27,7 +27,7 @@ struct Shop {
 fn shop() -> Shop {
     let clock =
         Arc::new(ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).expect("valid time")));
-    let stores = Stores::from_one(Arc::new(MemoryStore::new()));
+    let stores = Stores::from_one(Arc::new(MemoryStore::new()), clock.clone());
     let mall =
         Mall::new(stores, clock.clone(), Arc::new(SequentialIds::new("id")), Settings::default());
     Shop { clock, mall }
@@ -600,9 +600,9 @@ async fn health_is_200_and_503_when_the_store_is_down() {
 
     let mut probe = MockHealthProbe::new();
     probe.expect_check().returning(|| Err(anyhow::anyhow!("database unreachable")));
-    let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
-    stores.health = Arc::new(probe);
     let shop = shop();
+    let mut stores = Stores::from_one(Arc::new(MemoryStore::new()), shop.clock.clone());
+    stores.health = Arc::new(probe);
     let mall =
         Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
     let down = service(mall, None).await;
@@ -632,9 +632,9 @@ async fn health_shows_the_last_delivery_error_without_the_platform_url() {
                 last_error: Some(stored.to_owned()),
             })
         });
-        let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
-        stores.outbox = Arc::new(outbox);
         let shop = shop();
+        let mut stores = Stores::from_one(Arc::new(MemoryStore::new()), shop.clock.clone());
+        stores.outbox = Arc::new(outbox);
         let mall =
             Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
         let (status, body) = send(&service(mall, None).await, get("/health")).await;
@@ -647,9 +647,9 @@ async fn health_shows_the_last_delivery_error_without_the_platform_url() {
 async fn a_failing_store_answers_503_code_7_without_details() {
     let mut users = MockUserRepository::new();
     users.expect_balance().returning(|_| Err(anyhow::anyhow!("secret connection string")));
-    let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
-    stores.users = Arc::new(users);
     let shop = shop();
+    let mut stores = Stores::from_one(Arc::new(MemoryStore::new()), shop.clock.clone());
+    stores.users = Arc::new(users);
     let mall =
         Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
     let app = service(mall, None).await;
@@ -746,9 +746,9 @@ impl domain::ports::HealthProbe for SlowProbe {
 
 #[actix_web::test]
 async fn a_request_that_takes_too_long_answers_503_code_7() {
-    let mut stores = Stores::from_one(Arc::new(MemoryStore::new()));
-    stores.health = Arc::new(SlowProbe);
     let shop = shop();
+    let mut stores = Stores::from_one(Arc::new(MemoryStore::new()), shop.clock.clone());
+    stores.health = Arc::new(SlowProbe);
     let mall =
         Mall::new(stores, shop.clock, Arc::new(SequentialIds::new("id")), Settings::default());
     let settings = http_api::ApiSettings {

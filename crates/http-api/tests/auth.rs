@@ -41,7 +41,7 @@ fn token_for(sub: &str) -> String {
 
 fn mall() -> Mall {
     let clock = std::sync::Arc::new(ManualClock::new(chrono::Utc::now()));
-    let stores = Stores::from_one(std::sync::Arc::new(MemoryStore::new()));
+    let stores = Stores::from_one(std::sync::Arc::new(MemoryStore::new()), clock.clone());
     Mall::new(stores, clock, std::sync::Arc::new(SequentialIds::new("id")), Settings::default())
 }
 

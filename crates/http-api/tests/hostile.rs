@@ -145,7 +145,7 @@ proptest! {
         let system = actix_web::rt::System::new();
         system.block_on(async move {
             let clock = Arc::new(ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time")));
-            let stores = Stores::from_one(Arc::new(MemoryStore::new()));
+            let stores = Stores::from_one(Arc::new(MemoryStore::new()), clock.clone());
             let mall = Mall::new(stores, clock, Arc::new(SequentialIds::new("id")), Settings::default());
             let app = test::init_service(
                 App::new().configure(configure(mall, ApiSettings::open(Some(TOKEN.into())))),
@@ -219,8 +219,8 @@ proptest! {
         prop_assume!(!canonical);
         let system = actix_web::rt::System::new();
         system.block_on(async move {
-            let stores = Stores::from_one(Arc::new(MemoryStore::new()));
             let clock = Arc::new(ManualClock::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time")));
+            let stores = Stores::from_one(Arc::new(MemoryStore::new()), clock.clone());
             let mall = Mall::new(stores, clock, Arc::new(SequentialIds::new("id")), Settings::default());
             let app = test::init_service(
                 App::new().configure(configure(mall, ApiSettings::open(Some(TOKEN.into())))),

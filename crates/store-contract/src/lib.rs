@@ -1,10 +1,12 @@
 //! One behaviour suite that every persistence adapter must pass.
 //!
-//! Each scenario is an `async fn` taking a fresh store; [`store_contract!`] expands them into
-//! one `#[tokio::test]` per scenario in the adapter's own test crate:
+//! Each scenario is an `async fn` taking a fresh store (and, for the few that need it, the
+//! store's clock); [`store_contract!`] expands them into one `#[tokio::test]` per scenario in
+//! the adapter's own test crate. It hands the builder a hand-moved clock at
+//! [`support::t0`], for a store that reads the time itself (a store without a clock ignores it):
 //!
 //! ```ignore
-//! store_contract::store_contract!(async { std::sync::Arc::new(MemoryStore::new()) });
+//! store_contract::store_contract!(|_clock| async { std::sync::Arc::new(MemoryStore::new()) });
 //! ```
 //!
 //! The scenarios drive stores only through the domain's ports, with explicit times, so they
@@ -14,10 +16,13 @@ pub mod scenarios;
 
 pub mod support;
 
+use domain::ports::Clock;
+use domain::support::ManualClock;
 pub use support::Store;
 
-/// Expands every scenario into a test. `$make` is an expression of type
-/// `impl Future<Output = Arc<S>>` that builds a fresh, empty store for each test.
+/// Expands every scenario into a test. `$make` is a closure taking the store's clock
+/// (`Arc<dyn Clock>`, a [`ManualClock`](domain::support::ManualClock) at [`support::t0`]) and
+/// returning an `impl Future<Output = Arc<S>>` that builds a fresh, empty store for each test.
 #[macro_export]
 macro_rules! store_contract {
     ($make:expr) => {
@@ -39,7 +44,6 @@ macro_rules! store_contract {
             expiry_is_due_at_the_instant_and_releases_once,
             expired_form_cannot_be_paid_and_paid_form_cannot_expire,
             ranking_sums_paid_units_in_the_window_ties_by_id,
-            ranking_counts_a_payment_in_an_hour_already_summed,
             outbox_leases_retries_and_delivers_each_event,
             delivered_events_are_purged_after_retention,
             health_reports_a_reachable_store,
@@ -55,12 +59,16 @@ macro_rules! store_contract {
             two_sweepers_release_each_form_once,
             concurrent_claims_never_share_an_event,
         );
+        $crate::store_contract!(@expand_clocked $make;
+            ranking_counts_a_payment_in_an_hour_already_summed,
+        );
     };
     (@expand $make:expr; $($name:ident),+ $(,)?) => {
         $(
             #[tokio::test]
             async fn $name() {
-                $crate::scenarios::$name($make.await).await;
+                let (store, _) = $crate::fresh($make).await;
+                $crate::scenarios::$name(store).await;
             }
         )+
     };
@@ -68,8 +76,28 @@ macro_rules! store_contract {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
-                $crate::scenarios::$name($make.await).await;
+                let (store, _) = $crate::fresh($make).await;
+                $crate::scenarios::$name(store).await;
             }
         )+
     };
+    (@expand_clocked $make:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let (store, clock) = $crate::fresh($make).await;
+                $crate::scenarios::$name(store, clock).await;
+            }
+        )+
+    };
+}
+
+/// A fresh store from `make`, built with a hand-moved clock at [`support::t0`], and that clock.
+pub async fn fresh<S, F, Fut>(make: F) -> (std::sync::Arc<S>, std::sync::Arc<ManualClock>)
+where
+    F: FnOnce(std::sync::Arc<dyn Clock>) -> Fut,
+    Fut: std::future::Future<Output = std::sync::Arc<S>>,
+{
+    let clock = std::sync::Arc::new(ManualClock::new(support::t0()));
+    (make(clock.clone()).await, clock)
 }

@@ -1,7 +1,9 @@
 //! The in-memory store: every persistence port behind one mutex, with the same promises the
-//! MySQL adapter gives. Each method validates every precondition under the lock, then applies
-//! all of its changes; it never awaits or panics while holding the lock, so a failed call
-//! changes nothing and concurrent calls behave as if they ran one after another.
+//! MySQL adapter gives. Users and products live in a [`Snapshot`] that the calls fold through
+//! `domain::rules` under the lock (a rule changes nothing when it refuses), and the rest is
+//! bookkeeping around it: the expiry index, hourly sales, the outbox and stored outcomes. It
+//! never awaits or panics while holding the lock, so a failed call changes nothing and
+//! concurrent calls behave as if they ran one after another.
 //!
 //! State lives only as long as the process: this is the demo default and the second
 //! implementation of the persistence contract, not a database.
@@ -17,15 +19,16 @@ use domain::errors::{
 };
 use domain::idempotency::{IdempotencyError, IdempotencyRecord, Outcome, Remember};
 use domain::model::{
-    sales_hour, CatalogPage, ClaimedEvent, FailedAttempt, NewProduct, Order, OrderLine,
-    OrderRequest, OutboxBacklog, OutboxEntry, PaymentCompleted, PaymentPlan, PaymentReceipt,
-    Product, ProductEdit, RankedProduct, User,
+    sales_hour, CatalogPage, ClaimedEvent, FailedAttempt, NewProduct, Order, OrderRequest,
+    OutboxBacklog, OutboxEntry, PaymentCompleted, PaymentPlan, PaymentReceipt, Product,
+    ProductEdit, RankedProduct, User,
 };
 use domain::ports::{
     HealthProbe, IdempotencyStore, OrderRepository, Outbox, PaymentRepository, ProductRepository,
     SalesRanking, UserRepository,
 };
-use domain::values::{AmountError, EventId, Points, Price, ProductId, ProductName, Stock, UserId};
+use domain::rules::{self, Account, Shelf, Snapshot};
+use domain::values::{EventId, Points, ProductId, ProductName, Stock, UserId};
 
 /// Every persistence port, in memory. Share it as one `Arc` for all roles
 /// (see [`domain::Stores::from_one`]).
@@ -36,11 +39,10 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
-    users: HashMap<UserId, Points>,
-    products: BTreeMap<ProductId, ProductRow>,
+    /// Users with their balance and pending form, products with their price and stock.
+    shop: Snapshot,
+    names: HashMap<ProductId, ProductName>,
     last_product_id: i64,
-    /// At most one pending form per user.
-    pending: HashMap<UserId, Order>,
     /// The pending forms by expiry, so a sweep touches only what is due.
     due: BTreeSet<(DateTime<Utc>, UserId)>,
     /// Units sold per product, per hour (the bucket's start).
@@ -63,21 +65,6 @@ struct QueuedEvent {
     /// When it may be claimed next: its time at first, then a lease's end or a retry time.
     due_at: DateTime<Utc>,
     last_error: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-struct ProductRow {
-    name: ProductName,
-    price: Price,
-    available: Stock,
-    /// Units held by pending forms: `available + reserved` is what is on the shelf.
-    reserved: i64,
-}
-
-impl ProductRow {
-    fn to_product(&self, id: ProductId) -> Product {
-        Product { id, name: self.name.clone(), price: self.price, available: self.available }
-    }
 }
 
 impl MemoryStore {
@@ -114,29 +101,25 @@ impl State {
         }
     }
 
-    /// Gives a pending form's units back to the available stock and forgets the form.
-    fn release(&mut self, user: &UserId) -> anyhow::Result<()> {
-        let Some(order) = self.pending.remove(user) else {
-            return Ok(());
-        };
-        self.due.remove(&(order.expires_at, user.clone()));
-        for line in &order.lines {
-            let row = self.row_mut(line.product_id)?;
-            row.available = row.available.checked_add(line.count)?;
-            row.reserved -= line.count.get();
+    fn product(&self, id: ProductId) -> Option<Product> {
+        let (shelf, name) = (self.shop.shelves.get(&id)?, self.names.get(&id)?);
+        Some(Product { id, name: name.clone(), price: shelf.price, available: shelf.available })
+    }
+
+    fn pending(&self, user: &UserId) -> Option<&Order> {
+        self.shop.accounts.get(user)?.pending.as_ref()
+    }
+
+    /// Expires the user's pending form: its units go back on the shelf.
+    fn expire(&mut self, user: &UserId) -> anyhow::Result<()> {
+        let Some(account) = self.shop.accounts.get_mut(user) else { return Ok(()) };
+        let Some(form) = account.pending.take() else { return Ok(()) };
+        if let Err(error) = rules::release(&mut self.shop.shelves, &form.lines) {
+            account.pending = Some(form);
+            return Err(error);
         }
+        self.due.remove(&(form.expires_at, user.clone()));
         Ok(())
-    }
-
-    fn row_mut(&mut self, id: ProductId) -> anyhow::Result<&mut ProductRow> {
-        self.products.get_mut(&id).ok_or_else(|| anyhow!("product {id} vanished"))
-    }
-
-    /// Units of `product` the user's pending form would give back if it were replaced.
-    fn held_by(&self, user: &UserId, product: ProductId) -> i64 {
-        self.pending.get(user).map_or(0, |order| {
-            order.lines.iter().filter(|l| l.product_id == product).map(|l| l.count.get()).sum()
-        })
     }
 }
 
@@ -144,10 +127,10 @@ impl State {
 impl UserRepository for MemoryStore {
     async fn register(&self, id: UserId) -> Result<User, RegisterError> {
         let mut state = self.lock();
-        if state.users.contains_key(&id) {
+        if state.shop.accounts.contains_key(&id) {
             return Err(RegisterError::AlreadyRegistered(id));
         }
-        state.users.insert(id.clone(), Points::ZERO);
+        state.shop.accounts.insert(id.clone(), Account { balance: Points::ZERO, pending: None });
         Ok(User { id, balance: Points::ZERO })
     }
 
@@ -159,35 +142,29 @@ impl UserRepository for MemoryStore {
     ) -> Result<Points, ChargeError> {
         let mut state = self.lock();
         state.check_key(remember.as_ref())?;
-        let Some(balance) = state.users.get_mut(&id) else {
-            return Err(ChargeError::UnknownUser(id));
-        };
-        let balance = {
-            *balance = balance.checked_add(amount)?;
-            *balance
-        };
+        let balance = rules::charge(&mut state.shop, &id, amount)?;
         state.remember(remember, Outcome::Charged { balance });
         Ok(balance)
     }
 
     async fn balance(&self, id: UserId) -> anyhow::Result<Option<Points>> {
-        Ok(self.lock().users.get(&id).copied())
+        Ok(self.lock().shop.accounts.get(&id).map(|account| account.balance))
     }
 }
 
 #[async_trait]
 impl ProductRepository for MemoryStore {
     async fn product(&self, id: ProductId) -> anyhow::Result<Option<Product>> {
-        Ok(self.lock().products.get(&id).map(|row| row.to_product(id)))
+        Ok(self.lock().product(id))
     }
 
     async fn page(&self, offset: u64, limit: u64) -> anyhow::Result<CatalogPage> {
         let state = self.lock();
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         let take = usize::try_from(limit).unwrap_or(usize::MAX);
-        let products =
-            state.products.iter().skip(skip).take(take).map(|(id, row)| row.to_product(*id));
-        Ok(CatalogPage { products: products.collect(), total: state.products.len() as u64 })
+        let ids = state.shop.shelves.keys().skip(skip).take(take);
+        let products = ids.filter_map(|id| state.product(*id)).collect();
+        Ok(CatalogPage { products, total: state.shop.shelves.len() as u64 })
     }
 
     async fn add(&self, product: NewProduct) -> Result<Product, AddProductError> {
@@ -195,41 +172,21 @@ impl ProductRepository for MemoryStore {
         let next =
             state.last_product_id.checked_add(1).ok_or_else(|| anyhow!("no product ids left"))?;
         let id = ProductId::new(next).map_err(anyhow::Error::from)?;
-        let row = ProductRow {
-            name: product.name,
-            price: product.price,
-            available: product.quantity,
-            reserved: 0,
-        };
-        let created = row.to_product(id);
-        state.products.insert(id, row);
+        let shelf =
+            Shelf { price: product.price, available: product.quantity, reserved: Stock::ZERO };
+        state.shop.shelves.insert(id, shelf);
+        state.names.insert(id, product.name);
         state.last_product_id = next;
-        Ok(created)
+        Ok(state.product(id).ok_or_else(|| anyhow!("product {id} vanished"))?)
     }
 
     async fn edit(&self, id: ProductId, edit: ProductEdit) -> Result<Product, EditProductError> {
         let mut state = self.lock();
-        let Some(row) = state.products.get_mut(&id) else {
-            return Err(EditProductError::UnknownProduct(id));
-        };
-        let available = match edit.restock {
-            Some(units) => {
-                // Reserved units come back on expiry, so the shelf total must fit as well.
-                let on_shelf = row.available.get().checked_add(row.reserved);
-                let on_shelf = Stock::new(on_shelf.ok_or(AmountError::Overflow)?)?;
-                on_shelf.checked_add(units)?;
-                row.available.checked_add(units)?
-            }
-            None => row.available,
-        };
+        rules::edit_product(&mut state.shop, id, &edit)?;
         if let Some(name) = edit.name {
-            row.name = name;
+            state.names.insert(id, name);
         }
-        if let Some(price) = edit.price {
-            row.price = price;
-        }
-        row.available = available;
-        Ok(row.to_product(id))
+        Ok(state.product(id).ok_or_else(|| anyhow!("product {id} vanished"))?)
     }
 }
 
@@ -242,38 +199,18 @@ impl OrderRepository for MemoryStore {
     ) -> Result<Order, PlaceOrderError> {
         let mut state = self.lock();
         state.check_key(remember.as_ref())?;
-        let Some(&balance) = state.users.get(&request.user_id) else {
-            return Err(PlaceOrderError::UnknownUser(request.user_id));
-        };
-        let order = request.priced(|id| state.products.get(&id).map(|row| row.price))?;
-        for line in &order.lines {
-            let available = state.products[&line.product_id].available.get();
-            let given_back = state.held_by(&order.user_id, line.product_id);
-            if available.saturating_add(given_back) < line.count.get() {
-                return Err(PlaceOrderError::LackOfStock(line.product_id));
-            }
+        let placed = rules::place_order(&mut state.shop, &request)?;
+        if let Some(replaced) = placed.replaced {
+            state.due.remove(&(replaced.expires_at, replaced.user_id));
         }
-        if balance < order.total {
-            return Err(PlaceOrderError::LackOfPoints);
-        }
-
-        state.release(&order.user_id)?;
-        for line in &order.lines {
-            let row = state.row_mut(line.product_id)?;
-            row.available = row
-                .available
-                .checked_take(line.count)
-                .ok_or_else(|| anyhow!("stock of {} changed under the lock", line.product_id))?;
-            row.reserved += line.count.get();
-        }
+        let order = placed.order;
         state.due.insert((order.expires_at, order.user_id.clone()));
-        state.pending.insert(order.user_id.clone(), order.clone());
         state.remember(remember, Outcome::Ordered(order.clone()));
         Ok(order)
     }
 
     async fn pending(&self, user: UserId, now: DateTime<Utc>) -> anyhow::Result<Option<Order>> {
-        Ok(self.lock().pending.get(&user).filter(|order| order.is_payable_at(now)).cloned())
+        Ok(self.lock().pending(&user).filter(|order| order.is_payable_at(now)).cloned())
     }
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<usize> {
@@ -286,7 +223,7 @@ impl OrderRepository for MemoryStore {
             .map(|(_, user)| user.clone())
             .collect();
         for user in &due {
-            state.release(user)?;
+            state.expire(user)?;
         }
         Ok(due.len())
     }
@@ -302,28 +239,11 @@ impl PaymentRepository for MemoryStore {
         let mut state = self.lock();
         state.check_key(remember.as_ref())?;
         let payment = plan.payment;
-        let Some(form) = state.pending.get(&payment.user_id) else {
-            return Err(PayError::NoPendingOrder);
-        };
-        if form.id != payment.order_id || !form.is_payable_at(payment.paid_at) {
-            return Err(PayError::NoPendingOrder);
-        }
-        let lines: Vec<OrderLine> = form.lines.clone();
-        let expires_at = form.expires_at;
-        let Some(&balance) = state.users.get(&payment.user_id) else {
-            return Err(anyhow!("user {} of a pending form vanished", payment.user_id).into());
-        };
-        let Some(balance) = balance.checked_sub(payment.amount) else {
-            return Err(PayError::LackOfPoints);
-        };
-
-        state.users.insert(payment.user_id.clone(), balance);
-        state.pending.remove(&payment.user_id);
-        state.due.remove(&(expires_at, payment.user_id.clone()));
-        let bucket = sales_hour(payment.paid_at);
-        for line in &lines {
-            state.row_mut(line.product_id)?.reserved -= line.count.get();
-            let sold = state.sales.entry(bucket).or_default().entry(line.product_id).or_insert(0);
+        let settled = rules::settle_payment(&mut state.shop, &payment)?;
+        state.due.remove(&(settled.form.expires_at, payment.user_id.clone()));
+        let bucket = state.sales.entry(sales_hour(payment.paid_at)).or_default();
+        for line in &settled.form.lines {
+            let sold = bucket.entry(line.product_id).or_insert(0);
             *sold = sold.saturating_add(line.count.get());
         }
         let seq = state.next_event_seq;
@@ -334,7 +254,7 @@ impl PaymentRepository for MemoryStore {
             seq,
             QueuedEvent { seq, event: plan.event, attempts: 0, due_at, last_error: None },
         );
-        let receipt = PaymentReceipt { payment, balance };
+        let receipt = PaymentReceipt { payment, balance: settled.balance };
         state.remember(remember, Outcome::Paid(receipt.clone()));
         Ok(receipt)
     }
@@ -345,7 +265,6 @@ impl SalesRanking for MemoryStore {
     async fn top_sellers(
         &self,
         since: DateTime<Utc>,
-        _now: DateTime<Utc>,
         size: usize,
     ) -> anyhow::Result<Vec<RankedProduct>> {
         let state = self.lock();
@@ -361,10 +280,7 @@ impl SalesRanking for MemoryStore {
         Ok(ranked
             .into_iter()
             .filter_map(|(id, sold)| {
-                state
-                    .products
-                    .get(&id)
-                    .map(|row| RankedProduct { product: row.to_product(id), sold })
+                state.product(id).map(|product| RankedProduct { product, sold })
             })
             .take(size)
             .collect())

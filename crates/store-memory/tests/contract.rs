@@ -4,4 +4,4 @@ use std::sync::Arc;
 
 use store_memory::MemoryStore;
 
-store_contract::store_contract!(async { Arc::new(MemoryStore::new()) });
+store_contract::store_contract!(|_clock| async { Arc::new(MemoryStore::new()) });

@@ -22,6 +22,12 @@
 //!   timeout, an interrupted statement, deadlocks that persist) is split: in the main lane its
 //!   calls move to the slow lane; there it is halved until the failing call is alone, which
 //!   answers `Unexpected`. Nothing of a failed transaction is applied.
+//!
+//! Each queued call carries its caller's tracing span (the request's, with its request id), so
+//! batched work stays traceable: a batch's database work runs in a `db_batch` span (the kind of
+//! call, the batch's number, size and lane) that follows from every call's span, and each log
+//! line about a call (its batch failed, split, moved it to the slow lane, answered it
+//! `Unexpected`) is written in that call's own span, naming the batch.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
@@ -32,6 +38,7 @@ use anyhow::anyhow;
 use diesel::prelude::*;
 use futures_util::future::Either;
 use tokio::sync::oneshot;
+use tracing::{Instrument, Span};
 
 use crate::locking::{existing_users, lock_users};
 use crate::schema::{products, users};
@@ -171,7 +178,26 @@ impl OwnLocks {
     }
 }
 
-type Reply<T, E> = oneshot::Sender<Result<T, E>>;
+/// Where a queued call's answer goes, and the span of the caller waiting for it.
+#[derive(Debug)]
+pub(crate) struct Caller<R> {
+    reply: oneshot::Sender<R>,
+    span: Span,
+}
+
+impl<R> Caller<R> {
+    /// Answers the call (a caller that gave up no longer listens: nothing to do then).
+    pub(crate) fn send(self, answer: R) {
+        let _ = self.reply.send(answer);
+    }
+
+    /// Runs `log` in the caller's span, so the line carries the caller's request id.
+    fn log(&self, log: impl FnOnce()) {
+        self.span.in_scope(log);
+    }
+}
+
+type Reply<T, E> = Caller<Result<T, E>>;
 
 /// Why a batch's transaction did not commit.
 struct Failed {
@@ -193,6 +219,8 @@ pub(crate) struct Coalesced<J, T, E> {
     user_of: fn(&J) -> &str,
     run: RunBatch<J, T, E>,
     stats: BatchStats,
+    /// Numbers batches (both lanes), so the lines of a batch's calls can be told together.
+    next_batch: AtomicU64,
 }
 
 impl<J, T, E> std::fmt::Debug for Coalesced<J, T, E> {
@@ -223,6 +251,7 @@ where
             user_of,
             run,
             stats: BatchStats::default(),
+            next_batch: AtomicU64::new(1),
         }
     }
 
@@ -241,7 +270,7 @@ where
         if !store.group_commit {
             return Either::Left(self.clone().alone(store.clone(), job));
         }
-        let (answer, start) = self.main.submit(job);
+        let (answer, start) = self.main.submit(job, Span::current());
         if start {
             let (this, store) = (self.clone(), store.clone());
             tokio::spawn(async move { this.drain_main(&store).await });
@@ -264,13 +293,34 @@ where
         }
     }
 
-    /// Runs `jobs` as one transaction on a pooled connection; gives the jobs back with the
-    /// verdicts (or the failure), so deferred ones can move on.
+    /// A new batch of `callers` in `lane`: its number, and the span its database work runs in
+    /// (following from each caller's span).
+    fn batch_span<'a>(
+        &self,
+        lane: &'static str,
+        callers: impl ExactSizeIterator<Item = &'a Reply<T, E>>,
+    ) -> (u64, Span)
+    where
+        T: 'a,
+        E: 'a,
+    {
+        let batch = self.next_batch.fetch_add(1, Ordering::Relaxed);
+        let span =
+            tracing::info_span!("db_batch", calls = self.what, batch, size = callers.len(), lane);
+        for caller in callers {
+            span.follows_from(&caller.span);
+        }
+        (batch, span)
+    }
+
+    /// Runs `jobs` as one transaction on a pooled connection, in `span`; gives the jobs back
+    /// with the verdicts (or the failure), so deferred ones can move on.
     async fn run_batch(
         &self,
         store: &MysqlStore,
         jobs: Vec<J>,
         lane: Lane,
+        span: &Span,
     ) -> (Option<Vec<J>>, Result<Vec<Verdict<T, E>>, Failed>) {
         let run = self.run;
         let own = store.own_locks.clone();
@@ -281,6 +331,7 @@ where
                 ctx.own.end(ctx.batch);
                 (jobs, result)
             })
+            .instrument(span.clone())
             .await;
         match done {
             Ok((jobs, Ok(verdicts))) => (Some(jobs), Ok(verdicts)),
@@ -332,12 +383,37 @@ where
         jobs.iter().map(|job| (self.user_of)(job).to_owned()).collect()
     }
 
-    fn fail(&self, replies: Vec<Reply<T, E>>, error: &anyhow::Error) {
+    /// Answers every call of batch `batch` `Unexpected` with `error`, logging it in each
+    /// call's span.
+    fn fail(&self, batch: u64, replies: Vec<Reply<T, E>>, error: &anyhow::Error) {
         let error = format!("{error:#}");
+        let (what, calls) = (self.what, replies.len());
         for reply in replies {
-            let failed = anyhow!("a batch of {} failed: {error}", self.what);
-            let _ = reply.send(Err(E::from(failed)));
+            reply.log(|| {
+                tracing::warn!(
+                    error,
+                    calls = what,
+                    batch,
+                    size = calls,
+                    "a batch failed; the call answers Unexpected"
+                );
+            });
+            let failed = anyhow!("a batch of {what} failed: {error}");
+            reply.send(Err(E::from(failed)));
         }
+    }
+
+    /// Answers one call `Unexpected` with `error`, logging it in the call's span.
+    fn unexpected(&self, batch: u64, reply: Reply<T, E>, error: anyhow::Error) {
+        reply.log(|| {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                calls = self.what,
+                batch,
+                "the call answers Unexpected"
+            );
+        });
+        reply.send(Err(E::from(error)));
     }
 
     /// The main lane: runs queued jobs, a batch per transaction, until the queue is empty.
@@ -346,13 +422,12 @@ where
             let (jobs, replies): (Vec<J>, Vec<_>) = batch.into_iter().unzip();
             self.stats.record(jobs.len());
             metrics::histogram!("db_batch_size", "calls" => self.what).record(jobs.len() as f64);
-            match self.run_batch(store, jobs, Lane::Skip).await {
+            let (batch, span) = self.batch_span("main", replies.iter());
+            match self.run_batch(store, jobs, Lane::Skip, &span).await {
                 (Some(jobs), Ok(verdicts)) => {
                     for ((job, reply), verdict) in jobs.into_iter().zip(replies).zip(verdicts) {
                         match verdict {
-                            Verdict::Done(outcome) => {
-                                let _ = reply.send(outcome);
-                            }
+                            Verdict::Done(outcome) => reply.send(outcome),
                             Verdict::Deferred(busy) => self.defer(store, job, reply, busy),
                         }
                     }
@@ -361,17 +436,26 @@ where
                 // slow lane, the others run again at once; if no row is held any more, the
                 // slow lane finds the culprit by halving, while this lane goes on.
                 (Some(jobs), Err(Failed { split: true, error })) if jobs.len() > 1 => {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        calls = jobs.len(),
-                        what = self.what,
-                        "a batch failed on contention; the calls that need a held row move to \
-                         the slow lane"
-                    );
-                    let held = self.held_users(store, self.users_of(&jobs)).await;
+                    let held = self.held_users(store, self.users_of(&jobs)).instrument(span).await;
+                    let (error, size) = (format!("{error:#}"), jobs.len());
                     let mut again = Vec::new();
                     for (job, reply) in jobs.into_iter().zip(replies) {
                         let user = (self.user_of)(&job);
+                        let to_slow_lane = held.is_empty() || held.contains(user);
+                        reply.log(|| {
+                            let next = if to_slow_lane {
+                                "moves to the slow lane"
+                            } else {
+                                "runs again (its user row is free)"
+                            };
+                            tracing::warn!(
+                                error,
+                                calls = self.what,
+                                batch,
+                                size,
+                                "a batch failed on contention; the call {next}"
+                            );
+                        });
                         if held.is_empty() {
                             self.defer(store, job, reply, Busy::default());
                         } else if held.contains(user) {
@@ -383,7 +467,7 @@ where
                     }
                     self.main.requeue_front(again);
                 }
-                (_, Err(Failed { error, .. })) => self.fail(replies, &error),
+                (_, Err(Failed { error, .. })) => self.fail(batch, replies, &error),
                 (None, Ok(_)) => unreachable!("verdicts come with their jobs"),
             }
         }
@@ -401,7 +485,9 @@ where
             }
             let mut batch = batch;
             if !rows.is_empty() {
-                match store.blocking(move |c| still_held(c, &rows)).await {
+                let callers = batch.iter().map(|(_, reply)| reply);
+                let (number, span) = self.batch_span("slow: waiting for held rows", callers);
+                match store.blocking(move |c| still_held(c, &rows)).instrument(span).await {
                     Ok(Ok(held)) if !held.is_empty() => {
                         let (stuck, free): (Vec<_>, Vec<_>) =
                             batch.into_iter().partition(|((_, busy), _)| busy.meets(&held));
@@ -410,18 +496,20 @@ where
                                 "{busy} stayed locked by another transaction for longer than \
                                  the lock wait"
                             );
-                            let _ = reply.send(Err(E::from(error)));
+                            self.unexpected(number, reply, error);
                         }
                         batch = free;
                     }
                     Ok(Ok(_)) => {}
                     Ok(Err(error)) => {
                         let error = anyhow::Error::new(error).context("waiting for held rows");
-                        self.fail(batch.into_iter().map(|(_, reply)| reply).collect(), &error);
+                        let replies = batch.into_iter().map(|(_, reply)| reply).collect();
+                        self.fail(number, replies, &error);
                         continue;
                     }
                     Err(error) => {
-                        self.fail(batch.into_iter().map(|(_, reply)| reply).collect(), &error);
+                        let replies = batch.into_iter().map(|(_, reply)| reply).collect();
+                        self.fail(number, replies, &error);
                         continue;
                     }
                 }
@@ -456,30 +544,37 @@ where
                 continue;
             }
             self.stats.slow_batches.fetch_add(1, Ordering::Relaxed);
-            match self.run_batch(store, jobs, Lane::Wait).await {
+            let (batch, span) = self.batch_span("slow", replies.iter());
+            match self.run_batch(store, jobs, Lane::Wait, &span).await {
                 (_, Ok(verdicts)) => {
                     for (reply, verdict) in replies.into_iter().zip(verdicts) {
-                        let outcome = match verdict {
-                            Verdict::Done(outcome) => outcome,
-                            Verdict::Deferred(busy) => Err(E::from(anyhow!(
-                                "a waiting batch of {} skipped {busy}",
-                                self.what
-                            ))),
-                        };
-                        let _ = reply.send(outcome);
+                        match verdict {
+                            Verdict::Done(outcome) => reply.send(outcome),
+                            Verdict::Deferred(busy) => {
+                                let error =
+                                    anyhow!("a waiting batch of {} skipped {busy}", self.what);
+                                self.unexpected(batch, reply, error);
+                            }
+                        }
                     }
                 }
                 (Some(mut jobs), Err(Failed { split: true, error })) if jobs.len() > 1 => {
-                    tracing::debug!(
-                        error = format!("{error:#}"),
-                        calls = jobs.len(),
-                        what = self.what,
-                        "splitting a batch that failed on contention"
-                    );
+                    let (error, size) = (format!("{error:#}"), jobs.len());
+                    for reply in &replies {
+                        reply.log(|| {
+                            tracing::debug!(
+                                error,
+                                calls = self.what,
+                                batch,
+                                size,
+                                "splitting a batch that failed on contention"
+                            );
+                        });
+                    }
                     self.stats.splits.fetch_add(1, Ordering::Relaxed);
                     // The calls whose user row is still held have waited a whole lock wait:
                     // they answer now, and the others run again.
-                    let held = self.held_users(store, self.users_of(&jobs)).await;
+                    let held = self.held_users(store, self.users_of(&jobs)).instrument(span).await;
                     if !held.is_empty() {
                         let (mut rest_jobs, mut rest_replies) = (Vec::new(), Vec::new());
                         for (job, reply) in jobs.into_iter().zip(replies) {
@@ -489,7 +584,7 @@ where
                                     "user {user} stayed locked by another transaction for \
                                      longer than the lock wait"
                                 );
-                                let _ = reply.send(Err(E::from(error)));
+                                self.unexpected(batch, reply, error);
                             } else {
                                 rest_jobs.push(job);
                                 rest_replies.push(reply);
@@ -504,7 +599,7 @@ where
                     parts.push((later_jobs, later_replies));
                     parts.push((jobs, replies));
                 }
-                (_, Err(Failed { error, .. })) => self.fail(replies, &error),
+                (_, Err(Failed { error, .. })) => self.fail(batch, replies, &error),
             }
         }
     }
@@ -613,8 +708,8 @@ impl BatchStats {
     }
 }
 
-/// A job with the channel its caller waits on.
-pub(crate) type Waiting<J, R> = (J, oneshot::Sender<R>);
+/// A job with its caller (the channel it waits on, and its span).
+pub(crate) type Waiting<J, R> = (J, Caller<R>);
 
 /// The queue of one kind of job.
 #[derive(Debug)]
@@ -635,19 +730,18 @@ impl<J, R> Default for Batcher<J, R> {
 }
 
 impl<J, R> Batcher<J, R> {
-    /// Queues `job`. Returns where its answer will arrive, and `true` when no drain is running,
-    /// in which case the caller must start one (and keep calling [`Self::next_batch`] until it
-    /// returns `None`).
-    pub(crate) fn submit(&self, job: J) -> (oneshot::Receiver<R>, bool) {
+    /// Queues `job` of the caller in `span`. Returns where its answer will arrive, and `true`
+    /// when no drain is running, in which case the caller must start one (and keep calling
+    /// [`Self::next_batch`] until it returns `None`).
+    pub(crate) fn submit(&self, job: J, span: Span) -> (oneshot::Receiver<R>, bool) {
         let (reply, answer) = oneshot::channel();
-        (answer, self.enqueue(job, reply))
+        (answer, self.enqueue(job, Caller { reply, span }))
     }
 
-    /// Queues `job` with the channel its caller already waits on; `true` as for
-    /// [`Self::submit`].
-    pub(crate) fn enqueue(&self, job: J, reply: oneshot::Sender<R>) -> bool {
+    /// Queues `job` with the caller that already waits on it; `true` as for [`Self::submit`].
+    pub(crate) fn enqueue(&self, job: J, caller: Caller<R>) -> bool {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.waiting.push_back((job, reply));
+        queue.waiting.push_back((job, caller));
         let start = !queue.draining;
         queue.draining = true;
         start
@@ -694,21 +788,22 @@ mod tests {
     #[test]
     fn the_first_caller_starts_the_drain_and_later_ones_join_the_next_batch() {
         let batcher = Batcher::<u32, u32>::default();
-        let (_a, start_a) = batcher.submit(1);
-        let (_b, start_b) = batcher.submit(2);
+        let (_a, start_a) = batcher.submit(1, Span::none());
+        let (_b, start_b) = batcher.submit(2, Span::none());
         assert!(start_a);
         assert!(!start_b, "a drain is already running");
         let batch = batcher.next_batch(10, |_| 1).expect("two jobs");
         assert_eq!(batch.iter().map(|(job, _)| *job).collect::<Vec<_>>(), [1, 2]);
         assert!(batcher.next_batch(10, |_| 1).is_none(), "empty: the drain ends");
-        let (_c, start_c) = batcher.submit(3);
+        let (_c, start_c) = batcher.submit(3, Span::none());
         assert!(start_c, "after the drain ended, the next caller starts one");
     }
 
     #[test]
     fn a_batch_stops_at_the_budget_but_always_takes_one_job() {
         let batcher = Batcher::<usize, ()>::default();
-        let _answers: Vec<_> = [50, 30, 40, 5].into_iter().map(|w| batcher.submit(w).0).collect();
+        let _answers: Vec<_> =
+            [50, 30, 40, 5].into_iter().map(|w| batcher.submit(w, Span::none()).0).collect();
         let weights = |batch: Vec<Waiting<usize, ()>>| {
             batch.into_iter().map(|(job, _)| job).collect::<Vec<_>>()
         };

@@ -10,18 +10,36 @@ use domain::model::{Payment, PaymentReceipt};
 use domain::ports::IdempotencyStore;
 use domain::values::{OrderId, PaymentId, Points, UserId};
 
-use crate::orders::lines_of_form;
+use crate::forms::lines_of_form;
 use crate::rows::{from_db, to_db, FormRow, LineRow};
 use crate::schema::{idempotency_keys, order_forms, payments};
 use crate::{Conn, MysqlStore};
 
-pub(crate) const CHARGED: &str = "charged";
-pub(crate) const ORDERED: &str = "ordered";
-pub(crate) const PAID: &str = "paid";
+/// What kind of call a key belongs to, as its row's `outcome` column says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Charged,
+    Ordered,
+    Paid,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Charged => "charged",
+            Self::Ordered => "ordered",
+            Self::Paid => "paid",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        [Self::Charged, Self::Ordered, Self::Paid].into_iter().find(|kind| kind.as_str() == raw)
+    }
+}
 
 /// Takes the key for this transaction; `false` when an unexpired outcome holds it already. A
 /// concurrent call with the same key waits here until that call's transaction ends.
-fn claim(c: &mut Conn, remember: &Remember, outcome: &str) -> QueryResult<bool> {
+fn claim(c: &mut Conn, remember: &Remember, outcome: Kind) -> QueryResult<bool> {
     let (user, key) = (remember.key.user().as_str(), remember.key.key());
     diesel::delete(
         idempotency_keys::table
@@ -34,7 +52,7 @@ fn claim(c: &mut Conn, remember: &Remember, outcome: &str) -> QueryResult<bool> 
             idempotency_keys::user_id.eq(user),
             idempotency_keys::idem_key.eq(key),
             idempotency_keys::fingerprint.eq(remember.key.fingerprint()),
-            idempotency_keys::outcome.eq(outcome),
+            idempotency_keys::outcome.eq(outcome.as_str()),
             idempotency_keys::created_at.eq(to_db(remember.at)),
             idempotency_keys::expires_at.eq(to_db(remember.expires_at)),
         ))
@@ -51,7 +69,7 @@ fn claim(c: &mut Conn, remember: &Remember, outcome: &str) -> QueryResult<bool> 
 pub(crate) fn claim_each<'a, T, E: From<IdempotencyError>>(
     c: &mut Conn,
     keys: impl IntoIterator<Item = Option<&'a Remember>>,
-    outcome: &str,
+    outcome: Kind,
 ) -> QueryResult<Vec<Option<Result<T, E>>>> {
     let mut outcomes = Vec::new();
     for remember in keys {
@@ -138,15 +156,17 @@ fn recall(
         .optional()?;
     let Some(row) = row else { return Ok(None) };
     let missing = || anyhow::anyhow!("idempotency key {key} of {user} has an incomplete outcome");
-    let outcome = match row.outcome.as_str() {
-        CHARGED => Outcome::Charged { balance: Points::new(row.balance.ok_or_else(missing)?)? },
-        ORDERED => {
+    let outcome = match Kind::parse(&row.outcome) {
+        Some(Kind::Charged) => {
+            Outcome::Charged { balance: Points::new(row.balance.ok_or_else(missing)?)? }
+        }
+        Some(Kind::Ordered) => {
             let id = row.order_id.ok_or_else(missing)?;
             let form: FormRow =
                 order_forms::table.find(&id).select(FormRow::as_select()).first(c)?;
             Outcome::Ordered(form.into_order(&lines_of_form(c, &id)?)?)
         }
-        PAID => {
+        Some(Kind::Paid) => {
             let id = row.payment_id.ok_or_else(missing)?;
             let p: PaymentRow = payments::table
                 .find(&id)
@@ -170,7 +190,7 @@ fn recall(
             let balance = Points::new(row.balance.ok_or_else(missing)?)?;
             Outcome::Paid(PaymentReceipt { payment, balance })
         }
-        other => anyhow::bail!("unknown idempotency outcome {other:?}"),
+        None => anyhow::bail!("unknown idempotency outcome {:?}", row.outcome),
     };
     Ok(Some(IdempotencyRecord { fingerprint: row.fingerprint, outcome }))
 }

@@ -4,15 +4,23 @@
 //!   ([`MysqlStore::blocking`]), carrying the caller's tracing span.
 //! - Each port method is one transaction ([`tx::transaction`]) that is retried whole on
 //!   deadlock (1213), lock-wait timeout (1205) and interrupted statement (1969), see `tx`.
-//! - Correctness comes from guarded writes (`UPDATE … WHERE available >= ?`, status
-//!   transitions guarded by the current status) and unique keys; row locks are taken in one
-//!   order — user, then order form, then products by ascending id — so transactions do not
-//!   deadlock one another. See `docs/persistence.md`.
+//! - Orders, payments and charges are coalesced (`batch`): a batch locks its rows (`locking`),
+//!   loads them into a `domain::rules::Snapshot` (`snapshot`), folds each call through the
+//!   domain's rule for it in queue order, and writes what changed (`writes`). The store locks,
+//!   loads and persists; it does not decide. Row locks are taken in one order — user, then
+//!   order form, then products by ascending id — so transactions do not deadlock one another;
+//!   status changes outside a batch (expiry, outbox leases) are guarded by the current status,
+//!   and unique keys back the rest. See `docs/persistence.md`. Each queued call carries its
+//!   caller's tracing span, a batch's work runs in a `db_batch` span that follows from them,
+//!   and a line about a call is written in the call's own span.
 //! - Times come from the domain's clock, never from `NOW()`, and are stored as UTC `DATETIME(6)`.
 
+mod accounts;
 mod batch;
-mod catalog;
+mod charges;
+mod forms;
 mod galera;
+mod health;
 mod idempotency;
 mod locking;
 mod migration_lock;
@@ -21,12 +29,16 @@ mod outbox;
 mod payments;
 mod point_reads;
 mod pool;
-mod reads;
+mod products;
+mod ranking;
 mod rows;
 pub mod schema;
+mod snapshot;
 mod sql_text;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod tx;
+mod writes;
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,6 +53,7 @@ use diesel::{Connection, MysqlConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use domain::errors::{ChargeError, PayError, PlaceOrderError};
 use domain::model::{Order, PaymentReceipt};
+use domain::ports::Clock;
 use domain::values::Points;
 pub use point_reads::PointReadStats;
 
@@ -128,9 +141,12 @@ pub struct MysqlStore {
     turns: Arc<tokio::sync::Semaphore>,
     checkout_timeout: Duration,
     orders: Arc<Coalesced<orders::OrderJob, Order, PlaceOrderError>>,
-    charges: Arc<Coalesced<catalog::ChargeJob, Points, ChargeError>>,
+    charges: Arc<Coalesced<charges::ChargeJob, Points, ChargeError>>,
     payments: Arc<Coalesced<payments::PayJob, PaymentReceipt, PayError>>,
-    closed_hours: Arc<reads::ClosedHours>,
+    closed_hours: Arc<ranking::ClosedHours>,
+    /// What time it is for the ranking's kept sums (which sales hours are over); the system
+    /// clock unless [`MysqlStore::with_clock`] says otherwise.
+    clock: Arc<dyn Clock>,
     /// The rows the batches' main lanes hold at the moment (see `batch::Ctx`).
     own_locks: Arc<batch::OwnLocks>,
     /// [`StoreOptions::group_commit`].
@@ -195,13 +211,23 @@ impl MysqlStore {
             turns: Arc::new(tokio::sync::Semaphore::new(2 * size as usize)),
             checkout_timeout: options.checkout_timeout,
             orders: Arc::new(orders::coalesced()),
-            charges: Arc::new(catalog::coalesced()),
+            charges: Arc::new(charges::coalesced()),
             payments: Arc::new(payments::coalesced()),
             closed_hours: Arc::default(),
+            clock: Arc::new(SystemClock),
             own_locks: Arc::default(),
             group_commit: store.group_commit,
             point_reads: Arc::default(),
         })
+    }
+
+    /// The same store reading the time from `clock` (the shop's clock: `app` hands the one
+    /// its use cases use, tests a hand-moved one). The ranking uses it to tell which sales
+    /// hours are over.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// How orders have been grouped into transactions so far (group commit, see
@@ -227,15 +253,13 @@ impl MysqlStore {
     async fn transaction_rerun_if_lost<T, F>(&self, what: &str, work: F) -> anyhow::Result<T>
     where
         T: Send + 'static,
-        F: Fn(&mut Conn) -> diesel::QueryResult<T> + Clone + Send + 'static,
+        F: Fn(&mut Conn) -> Result<T, tx::TxError<anyhow::Error>> + Clone + Send + 'static,
     {
         let mut tries = 0;
         loop {
             tries += 1;
             let work = work.clone();
-            let done = self
-                .blocking(move |c| tx::transaction::<_, anyhow::Error>(c, |c| Ok(work(c)?)))
-                .await?;
+            let done = self.blocking(move |c| tx::transaction(c, |c| work(c))).await?;
             match done {
                 Err(tx::TxError::Db(error)) if tries == 1 && tx::connection_lost(&error) => {
                     tracing::debug!(%error, what, "lost the connection; running it again");
@@ -282,6 +306,16 @@ impl MysqlStore {
         })
         .await
         .context("a database task panicked")?
+    }
+}
+
+/// The time of the machine: the store's clock unless it is given another.
+#[derive(Debug)]
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
     }
 }
 

@@ -154,7 +154,7 @@ impl Outbox for MysqlStore {
         // A claim run twice only leases rows that come due again at the lease's end.
         let (due, queued, lines) = self
             .transaction_rerun_if_lost("an outbox claim", move |c| {
-                claim(c, now, lease_until, limit)
+                Ok(claim(c, now, lease_until, limit)?)
             })
             .await?;
         Ok(to_claimed(&due, &queued, &lines))

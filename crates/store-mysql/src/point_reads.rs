@@ -24,7 +24,6 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, HasSqlType, SingleValue, Text};
-use tokio::sync::oneshot;
 
 use crate::batch::Batcher;
 use crate::rows::ProductRow;
@@ -34,7 +33,7 @@ use crate::{Conn, MysqlStore};
 pub(crate) const MAX_ROUND: usize = 256;
 
 /// A product row as a round reads it.
-type ProductTuple = (i64, String, i64, i64, i64);
+type ProductTuple = (i64, String, i64, i64);
 
 /// Reads the rows of these ids (those that exist), each with its id.
 type LoadRows<K, V> = fn(&mut Conn, &[K]) -> QueryResult<Vec<(K, V)>>;
@@ -111,7 +110,7 @@ where
         store: &MysqlStore,
         key: K,
     ) -> anyhow::Result<Option<V>> {
-        let (answer, start) = self.queue.submit(key);
+        let (answer, start) = self.queue.submit(key, tracing::Span::current());
         if start {
             // Detached, so a caller that gives up does not stop the round others wait on.
             let (this, store) = (self.clone(), store.clone());
@@ -142,7 +141,7 @@ where
                 Ok(Ok(rows)) => {
                     let rows: HashMap<K, V> = rows.into_iter().collect();
                     for (key, reply) in round {
-                        let _ = reply.send(Ok(rows.get(&key).cloned()));
+                        reply.send(Ok(rows.get(&key).cloned()));
                     }
                 }
                 Ok(Err(error)) => self.fail(round, &anyhow::Error::new(error)),
@@ -153,12 +152,12 @@ where
 
     fn fail(
         &self,
-        round: Vec<(K, oneshot::Sender<anyhow::Result<Option<V>>>)>,
+        round: Vec<(K, crate::batch::Caller<anyhow::Result<Option<V>>>)>,
         error: &anyhow::Error,
     ) {
         let error = format!("{error:#}");
         for (_, reply) in round {
-            let _ = reply.send(Err(anyhow!("reading {}: {error}", self.what)));
+            reply.send(Err(anyhow!("reading {}: {error}", self.what)));
         }
     }
 }
@@ -173,11 +172,9 @@ fn padded<K: Clone>(mut keys: Vec<K>) -> Vec<K> {
 }
 
 fn load_products(c: &mut Conn, ids: &[i64]) -> QueryResult<Vec<(i64, ProductTuple)>> {
-    let rows: Vec<ProductTuple> = IdsIn::<_, BigInt, ProductSql>::new(
-        "SELECT id, name, price, available, reserved FROM products",
-        ids,
-    )
-    .load(c)?;
+    let rows: Vec<ProductTuple> =
+        IdsIn::<_, BigInt, ProductSql>::new("SELECT id, name, price, available FROM products", ids)
+            .load(c)?;
     Ok(rows.into_iter().map(|row| (row.0, row)).collect())
 }
 
@@ -185,11 +182,11 @@ fn load_balances(c: &mut Conn, ids: &[String]) -> QueryResult<Vec<(String, i64)>
     IdsIn::<_, Text, BalanceSql>::new("SELECT id, balance FROM users", ids).load(c)
 }
 
-type ProductSql = (BigInt, Text, BigInt, BigInt, BigInt);
+type ProductSql = (BigInt, Text, BigInt, BigInt);
 type BalanceSql = (Text, BigInt);
 
-pub(crate) fn product_row((id, name, price, available, reserved): ProductTuple) -> ProductRow {
-    ProductRow { id, name, price, available, reserved }
+pub(crate) fn product_row((id, name, price, available): ProductTuple) -> ProductRow {
+    ProductRow { id, name, price, available }
 }
 
 /// `{select} WHERE id IN (?, …)`, one bind per id. Unlike diesel's `eq_any`, whose statements

@@ -30,7 +30,6 @@ pub(crate) struct ProductRow {
     pub name: String,
     pub price: i64,
     pub available: i64,
-    pub reserved: i64,
 }
 
 impl ProductRow {

@@ -307,10 +307,9 @@ mod spread {
         async fn top_sellers(
             &self,
             since: DateTime<Utc>,
-            now: DateTime<Utc>,
             size: usize,
         ) -> anyhow::Result<Vec<RankedProduct>> {
-            self.pick().top_sellers(since, now, size).await
+            self.pick().top_sellers(since, size).await
         }
     }
 
@@ -361,9 +360,6 @@ mod spread {
     impl HealthProbe for Spread {
         async fn check(&self) -> anyhow::Result<()> {
             self.pick().check().await
-        }
-        async fn pending_migrations(&self) -> anyhow::Result<usize> {
-            self.pick().pending_migrations().await
         }
     }
 }

@@ -12,4 +12,6 @@ const POOL: PoolOptions = PoolOptions {
     statement_timeout: Duration::from_secs(10),
 };
 
-store_contract::store_contract!(async { Arc::new(fresh_store(POOL).await) });
+store_contract::store_contract!(|clock| async move {
+    Arc::new(fresh_store(POOL).await.with_clock(clock))
+});

@@ -9,6 +9,7 @@ mod common;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
+use domain::support::ManualClock;
 use store_mysql::testing::{fresh_galera_stores, galera_nodes, Spread};
 use store_mysql::PoolOptions;
 
@@ -89,11 +90,11 @@ mod contract {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn ranking_counts_a_payment_in_an_hour_already_summed() {
         let Some(nodes) = galera_nodes() else { return };
+        let clock = Arc::new(ManualClock::new(store_contract::support::t0()));
         let store = fresh_galera_stores(&nodes, POOL).await.0.swap_remove(1);
-        store_contract::scenarios::ranking_counts_a_payment_in_an_hour_already_summed(Arc::new(
-            store,
-        ))
-        .await;
+        let store = Arc::new(store.with_clock(clock.clone()));
+        store_contract::scenarios::ranking_counts_a_payment_in_an_hour_already_summed(store, clock)
+            .await;
     }
 
     on_cluster!(

@@ -22,10 +22,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use domain::errors::ChargeError;
 use domain::idempotency::{IdempotencyError, IdempotencyKey, Remember};
-use domain::model::OrderRequest;
 use domain::ports::{OrderRepository, PaymentRepository, UserRepository};
 use domain::values::ProductId;
-use store_contract::support::{form, plan, points, product_with, uid};
+use store_contract::support::{form, plan, points, product_with, request_for, uid};
 use store_mysql::testing::{fresh_galera_stores, galera_exclusive};
 use store_mysql::{MysqlStore, PoolOptions};
 
@@ -156,7 +155,7 @@ async fn worker(
                 }
                 let id = format!("o-{w}-{n}");
                 let order = form(&uid(&format!("u{user}")), &id, &lines, Utc::now(), TTL);
-                match store.place(OrderRequest::from(&order), None).await {
+                match store.place(request_for(&order), None).await {
                     Ok(_)
                     | Err(domain::errors::PlaceOrderError::LackOfPoints)
                     | Err(domain::errors::PlaceOrderError::LackOfStock(_)) => log.success(s),

@@ -23,7 +23,9 @@ async fn naive_store() -> MysqlStore {
     fresh_store_with_options(POOL, NAIVE).await.0
 }
 
-store_contract::store_contract!(async { Arc::new(naive_store().await) });
+store_contract::store_contract!(
+    |clock| async move { Arc::new(naive_store().await.with_clock(clock)) }
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_group_commit_every_call_has_a_transaction_of_its_own() {

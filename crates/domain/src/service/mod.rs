@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::FutureExt;
 
 use crate::errors::{
     AddProductError, BalanceError, CatalogError, ChargeError, EditProductError, PayError,
@@ -25,6 +25,7 @@ use crate::ports::{
     Clock, HealthProbe, IdGenerator, IdempotencyStore, OrderRepository, Outbox, PaymentRepository,
     ProductRepository, SalesRanking, Store, UserRepository,
 };
+use crate::ranking::CachedRanking;
 use crate::values::{EventId, OrderId, PaymentId, Points, ProductId, UserId};
 
 mod health;
@@ -34,85 +35,6 @@ pub use health::BACKLOG_FRESHNESS;
 
 /// The largest catalog page; a larger `limit` is treated as this.
 pub const MAX_PAGE_SIZE: u64 = 100;
-
-/// How long a computed ranking is reused.
-pub const RANKING_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
-
-/// A ranking query in flight, shared by every reader that arrives while it runs.
-type RankingQuery = Shared<BoxFuture<'static, Result<Vec<RankedProduct>, Arc<anyhow::Error>>>>;
-
-/// The last ranking and when its query started, and the query running now, if any.
-#[derive(Default)]
-struct RankingCache(std::sync::Mutex<RankingState>);
-
-#[derive(Default)]
-struct RankingState {
-    fresh: Option<(DateTime<Utc>, Vec<RankedProduct>)>,
-    running: Option<(DateTime<Utc>, RankingQuery)>,
-}
-
-impl fmt::Debug for RankingCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RankingCache").finish_non_exhaustive()
-    }
-}
-
-/// What a reader gets from the cache: a fresh ranking, or the query to wait for.
-enum Cached {
-    Fresh(Vec<RankedProduct>),
-    Wait(RankingQuery),
-}
-
-/// Whether something computed from a query that started at `at` is still fresh at `now`.
-fn fresh(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    now >= at && now - at < RANKING_FRESHNESS
-}
-
-impl RankingCache {
-    fn state(&self) -> std::sync::MutexGuard<'_, RankingState> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A fresh ranking, or the query to wait for: one that is already running (if it started
-    /// within the freshness period) or one that `start` makes now.
-    fn get_or_start(
-        self: &Arc<Self>,
-        now: DateTime<Utc>,
-        start: impl FnOnce() -> BoxFuture<'static, anyhow::Result<Vec<RankedProduct>>>,
-    ) -> Cached {
-        let mut state = self.state();
-        if let Some((_, ranked)) = state.fresh.as_ref().filter(|(at, _)| fresh(*at, now)) {
-            return Cached::Fresh(ranked.clone());
-        }
-        if let Some((_, query)) = state.running.as_ref().filter(|(at, _)| fresh(*at, now)) {
-            return Cached::Wait(query.clone());
-        }
-        let cache = self.clone();
-        let query = start();
-        let query: RankingQuery = async move {
-            let ranked = query.await;
-            let mut state = cache.state();
-            // Only the query still registered clears itself (a newer one may have replaced it).
-            if state.running.as_ref().is_some_and(|(at, _)| *at == now) {
-                state.running = None;
-            }
-            match ranked {
-                Ok(ranked) => {
-                    // Stamped with when the query started: what it read is at least that fresh.
-                    if state.fresh.as_ref().is_none_or(|(at, _)| *at <= now) {
-                        state.fresh = Some((now, ranked.clone()));
-                    }
-                    Ok(ranked)
-                }
-                Err(error) => Err(Arc::new(error)),
-            }
-        }
-        .boxed()
-        .shared();
-        state.running = Some((now, query.clone()));
-        Cached::Wait(query)
-    }
-}
 
 /// What `/health` reports beyond "the store answers".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,14 +82,16 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Uses one adapter for every role.
-    pub fn from_one<S: Store>(store: Arc<S>) -> Self {
+    /// Uses one adapter for every role, its ranking read through a [`CachedRanking`] timed by
+    /// `clock` (the shop's clock): single flight, answers reused for
+    /// [`RANKING_FRESHNESS`](crate::RANKING_FRESHNESS).
+    pub fn from_one<S: Store>(store: Arc<S>, clock: Arc<dyn Clock>) -> Self {
         Self {
             users: store.clone(),
             products: store.clone(),
             orders: store.clone(),
             payments: store.clone(),
-            ranking: store.clone(),
+            ranking: Arc::new(CachedRanking::new(store.clone(), clock)),
             outbox: store.clone(),
             idempotency: store.clone(),
             health: store,
@@ -189,7 +113,6 @@ pub struct Mall {
     ids: Arc<dyn IdGenerator>,
     settings: Settings,
     in_flight: Arc<InFlight>,
-    ranking_cache: Arc<RankingCache>,
     health_cache: Arc<HealthCache>,
 }
 
@@ -212,7 +135,6 @@ impl Mall {
             ids,
             settings,
             in_flight: Arc::default(),
-            ranking_cache: Arc::default(),
             health_cache: Arc::default(),
         }
     }
@@ -395,22 +317,13 @@ impl Mall {
     /// # Errors
     /// `Unexpected` when the store fails.
     ///
-    /// The answer is reused for up to [`RANKING_FRESHNESS`] after its query started: a payment
-    /// shows up within that time. Readers that arrive while a query runs wait for it instead of
-    /// starting their own (single flight), so a burst of readers costs the store one query per
-    /// period however slow the query is.
+    /// Through [`Stores::from_one`], the ranking port is a [`CachedRanking`]: an answer is
+    /// reused for up to [`RANKING_FRESHNESS`](crate::RANKING_FRESHNESS) after its query started
+    /// (a payment shows up within that time), and readers that arrive while a query runs wait
+    /// for it instead of starting their own.
     pub async fn ranking(&self) -> Result<Vec<RankedProduct>, RankingError> {
-        let now = self.clock.now();
-        let ranking = self.stores.ranking.clone();
-        let since = ranking_window_start(now, self.settings.ranking_days);
-        let size = self.settings.ranking_size;
-        let start = || async move { ranking.top_sellers(since, now, size).await }.boxed();
-        match self.ranking_cache.get_or_start(now, start) {
-            Cached::Fresh(ranked) => Ok(ranked),
-            Cached::Wait(query) => {
-                query.await.map_err(|e| RankingError::Unexpected(anyhow::anyhow!("{e:#}")))
-            }
-        }
+        let since = ranking_window_start(self.clock.now(), self.settings.ranking_days);
+        Ok(self.stores.ranking.top_sellers(since, self.settings.ranking_size).await?)
     }
 
     /// Expires up to `limit` forms that are due now and returns how many.
@@ -477,14 +390,6 @@ impl Mall {
     async fn recall(&self, key: &IdempotencyKey) -> anyhow::Result<Option<IdempotencyRecord>> {
         let (user, raw) = (key.user().clone(), key.key().to_owned());
         self.stores.idempotency.recall(user, raw, self.clock.now()).await
-    }
-
-    /// How many schema migrations the store still lacks.
-    ///
-    /// # Errors
-    /// When the store is unreachable.
-    pub async fn pending_migrations(&self) -> anyhow::Result<usize> {
-        self.stores.health.pending_migrations().await
     }
 
     /// Deletes up to `limit` stored outcomes past their replay period.

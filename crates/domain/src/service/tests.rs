@@ -112,12 +112,6 @@ impl Ports {
         }
     }
 
-    /// A shop whose clock the test moves.
-    fn mall_with_clock(self, clock: Arc<crate::support::ManualClock>) -> Mall {
-        let ids = Arc::new(crate::support::SequentialIds::new("id"));
-        Mall::new(self.stores(), clock, ids, Settings::default())
-    }
-
     fn mall(self) -> Mall {
         self.mall_at(t0())
     }
@@ -243,7 +237,13 @@ async fn place_order_asks_the_store_once_with_the_normalised_items_and_the_expir
         assert_eq!(request.items, items(&[(1, 2), (2, 1)]), "one entry per product, ascending");
         assert_eq!(request.created_at, t0());
         assert_eq!(request.expires_at, t0() + TimeDelta::seconds(600));
-        request.priced(|id| Price::new(if id == pid(1) { 100 } else { 50 }).ok())
+        let shelf = |price| crate::rules::Shelf {
+            price: Price::new(price).expect("price"),
+            available: Stock::ZERO,
+            reserved: Stock::ZERO,
+        };
+        let shelves = [(pid(1), shelf(100)), (pid(2), shelf(50))].into_iter().collect();
+        crate::rules::price(&request, &shelves)
     });
     let order = ports
         .mall()
@@ -398,8 +398,8 @@ async fn ranking_asks_for_the_configured_window_and_size() {
     ports
         .ranking
         .expect_top_sellers()
-        .with(eq(sales_hour(now - TimeDelta::days(3))), eq(now), eq(5))
-        .returning(|_, _, _| Ok(vec![RankedProduct { product: product(1, 10, 0), sold: 3 }]));
+        .with(eq(sales_hour(now - TimeDelta::days(3))), eq(5))
+        .returning(|_, _| Ok(vec![RankedProduct { product: product(1, 10, 0), sold: 3 }]));
     let ranked = ports.mall_at(now).ranking().await.expect("ranking");
     assert_eq!(ranked.len(), 1);
 }
@@ -516,68 +516,4 @@ async fn a_rejected_call_with_a_key_stays_rejected_and_remembers_nothing() {
     ports.idempotency.expect_recall().times(2).returning(|_, _, _| Ok(None));
     let result = ports.mall().pay(user("alice"), items(&[(1, 1)]), Some(idem("k1", "fp"))).await;
     assert!(matches!(result, Err(PayError::UnknownUser(_))));
-}
-
-#[tokio::test]
-async fn the_ranking_is_reused_for_one_second_then_read_again() {
-    let clock = Arc::new(crate::support::ManualClock::new(t0()));
-    let mut ports = Ports::default();
-    let mut reads = 0;
-    ports.ranking.expect_top_sellers().times(2).returning(move |_, _, _| {
-        reads += 1;
-        Ok(vec![RankedProduct { product: product(1, 10, 0), sold: reads }])
-    });
-    let mall = ports.mall_with_clock(clock.clone());
-    let sold = |ranked: Vec<RankedProduct>| ranked[0].sold;
-    assert_eq!(mall.ranking().await.map(sold).ok(), Some(1));
-    clock.advance(TimeDelta::milliseconds(999));
-    assert_eq!(mall.ranking().await.map(sold).ok(), Some(1), "reused within a second");
-    clock.advance(TimeDelta::milliseconds(1));
-    assert_eq!(mall.ranking().await.map(sold).ok(), Some(2), "read again after a second");
-}
-
-/// A ranking store whose query takes 50 ms and counts how often it runs.
-#[derive(Default)]
-struct SlowRanking {
-    queries: AtomicU64,
-}
-
-#[async_trait::async_trait]
-impl SalesRanking for SlowRanking {
-    async fn top_sellers(
-        &self,
-        _since: DateTime<Utc>,
-        _now: DateTime<Utc>,
-        _limit: usize,
-    ) -> anyhow::Result<Vec<RankedProduct>> {
-        let n = self.queries.fetch_add(1, Ordering::SeqCst) + 1;
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        Ok(vec![RankedProduct { product: product(1, 10, 0), sold: i64::try_from(n)? }])
-    }
-}
-
-#[tokio::test]
-async fn readers_arriving_during_a_slow_ranking_query_share_it() {
-    let clock = Arc::new(crate::support::ManualClock::new(t0()));
-    let slow = Arc::new(SlowRanking::default());
-    let mut stores = Ports::default().stores();
-    stores.ranking = slow.clone();
-    let mall = Mall::new(
-        stores,
-        clock.clone(),
-        Arc::new(crate::support::SequentialIds::new("id")),
-        Settings::default(),
-    );
-    let readers: Vec<_> = (0..50)
-        .map(|_| {
-            let mall = mall.clone();
-            tokio::spawn(async move { mall.ranking().await.map(|r| r[0].sold) })
-        })
-        .collect();
-    for reader in readers {
-        assert_eq!(reader.await.expect("task").ok(), Some(1), "every reader got the one answer");
-    }
-    assert_eq!(slow.queries.load(Ordering::SeqCst), 1, "50 concurrent readers, one query");
-    clock.advance(TimeDelta::seconds(1));
-    assert_eq!(mall.ranking().await.map(|r| r[0].sold).ok(), Some(2), "stale: read again");
 }

@@ -23,7 +23,7 @@ where
         job: J,
     ) -> Result<T, E> {
         self.stats.record(1);
-        match self.run_batch(&store, vec![job], Lane::Wait).await {
+        match self.run_batch(&store, vec![job], Lane::Wait, &tracing::Span::current()).await {
             (_, Ok(verdicts)) => match verdicts.into_iter().next() {
                 Some(Verdict::Done(outcome)) => outcome,
                 Some(Verdict::Deferred(busy)) => Err(E::from(anyhow!(

@@ -1,4 +1,5 @@
-//! The ranking and the health probe.
+//! The sales ranking: units sold per product over the hourly buckets, with the sums of the
+//! hours that are over kept between queries.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Datetime};
 use domain::model::{sales_hour, RankedProduct};
-use domain::ports::{HealthProbe, SalesRanking};
+use domain::ports::SalesRanking;
 
 use crate::rows::{to_db, ProductRow};
 use crate::schema::products;
@@ -107,11 +108,12 @@ impl SalesRanking for MysqlStore {
     async fn top_sellers(
         &self,
         since: DateTime<Utc>,
-        now: DateTime<Utc>,
         size: usize,
     ) -> anyhow::Result<Vec<RankedProduct>> {
-        // Hours that ended an hour or more before `now` are over: a payment is recorded in the
-        // hour of its own `paid_at`, and instances' clocks agree to within that hour.
+        // Hours that ended an hour or more before now (the store's clock, the shop's in `app`)
+        // are over: a payment is recorded in the hour of its own `paid_at`, and instances'
+        // clocks agree to within that hour.
+        let now = self.clock.now();
         let since = to_db(since);
         let end = to_db(sales_hour(now) - TimeDelta::hours(1)).max(since);
         let generation = self.closed_hours.start(end);
@@ -155,23 +157,5 @@ impl SalesRanking for MysqlStore {
             .into_iter()
             .map(|(row, sold)| Ok(RankedProduct { product: row.into_product()?, sold }))
             .collect()
-    }
-}
-
-#[async_trait]
-impl HealthProbe for MysqlStore {
-    async fn check(&self) -> anyhow::Result<()> {
-        self.blocking(|c| diesel::sql_query("SELECT 1").execute(c)).await??;
-        Ok(())
-    }
-
-    async fn pending_migrations(&self) -> anyhow::Result<usize> {
-        use diesel_migrations::MigrationHarness;
-        self.blocking(|c| {
-            c.pending_migrations(crate::MIGRATIONS)
-                .map(|pending| pending.len())
-                .map_err(|e| anyhow::anyhow!("reading the applied migrations: {e}"))
-        })
-        .await?
     }
 }
