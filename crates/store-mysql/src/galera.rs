@@ -14,6 +14,7 @@ struct Value {
 
 /// The number of nodes in this node's cluster (`wsrep_cluster_size`), `None` when the server
 /// is not a Galera node.
+#[cfg(feature = "testing")]
 pub(crate) fn cluster_size(c: &mut Conn) -> QueryResult<Option<i64>> {
     let rows: Vec<Value> = diesel::sql_query(
         "SELECT CAST(variable_value AS SIGNED) AS value FROM information_schema.global_status \
