@@ -13,6 +13,8 @@
 //! - `support` (tests, and the `testing` feature): a hand-moved clock and sequential ids.
 
 pub mod errors;
+#[cfg(test)]
+mod fixtures;
 pub mod idempotency;
 pub mod model;
 pub mod ports;

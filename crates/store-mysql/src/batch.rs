@@ -110,6 +110,19 @@ pub(crate) enum Verdict<T, E> {
     Deferred(Busy),
 }
 
+impl<T, E> Verdict<T, E> {
+    /// The accepted outcome of each call (`None`: refused or put off), in order.
+    pub(crate) fn accepted(verdicts: &[Self]) -> Vec<Option<&T>> {
+        verdicts
+            .iter()
+            .map(|verdict| match verdict {
+                Verdict::Done(Ok(value)) => Some(value),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Runs one batch inside a transaction: one verdict per job, in order. An `Err` fails the whole
 /// batch (the transaction rolls back).
 pub(crate) type RunBatch<J, T, E> =

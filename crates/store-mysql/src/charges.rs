@@ -63,13 +63,7 @@ fn charge_batch(
     if let Some(text) = writes::balances(&shop.accounts, &before) {
         sql_text::execute(c, &text)?;
     }
-    let accepted: Vec<Option<&Points>> = verdicts
-        .iter()
-        .map(|verdict| match verdict {
-            Verdict::Done(Ok(balance)) => Some(balance),
-            _ => None,
-        })
-        .collect();
+    let accepted: Vec<Option<&Points>> = Verdict::accepted(&verdicts);
     idempotency::settle_each(
         c,
         jobs.iter().map(|j| j.remember.as_ref()),

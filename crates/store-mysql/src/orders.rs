@@ -131,13 +131,7 @@ fn place_batch(
             Verdict::Done(placed)
         })
         .collect();
-    let accepted: Vec<Option<&Order>> = verdicts
-        .iter()
-        .map(|verdict| match verdict {
-            Verdict::Done(Ok(order)) => Some(order),
-            _ => None,
-        })
-        .collect();
+    let accepted: Vec<Option<&Order>> = Verdict::accepted(&verdicts);
     let placed: Vec<(&Order, Option<DateTime<Utc>>)> = accepted
         .iter()
         .enumerate()

@@ -109,13 +109,7 @@ fn pay_batch(
         );
         sql_text::execute(c, &text)?;
     }
-    let accepted: Vec<Option<&PaymentReceipt>> = verdicts
-        .iter()
-        .map(|verdict| match verdict {
-            Verdict::Done(Ok(receipt)) => Some(receipt),
-            _ => None,
-        })
-        .collect();
+    let accepted: Vec<Option<&PaymentReceipt>> = Verdict::accepted(&verdicts);
     idempotency::settle_each(
         c,
         jobs.iter().map(|j| j.remember.as_ref()),

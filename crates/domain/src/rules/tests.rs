@@ -6,27 +6,9 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::model::OrderItems;
-use crate::values::{Count, OrderId, PaymentId};
+use crate::values::{OrderId, PaymentId};
 
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_700_000_000, 0).expect("valid time")
-}
-
-fn user(raw: &str) -> UserId {
-    UserId::parse(raw).expect("valid user id")
-}
-
-fn pid(raw: i64) -> ProductId {
-    ProductId::new(raw).expect("valid product id")
-}
-
-fn count(raw: i64) -> Count {
-    Count::new(raw).expect("valid count")
-}
-
-fn points(raw: i64) -> Points {
-    Points::new(raw).expect("valid points")
-}
+use crate::fixtures::{count, pid, points, t0, user};
 
 fn stock(raw: i64) -> Stock {
     Stock::new(raw).expect("valid stock")

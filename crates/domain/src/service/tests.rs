@@ -14,27 +14,9 @@ use crate::ports::{
     MockClock, MockHealthProbe, MockIdGenerator, MockIdempotencyStore, MockOrderRepository,
     MockOutbox, MockPaymentRepository, MockProductRepository, MockSalesRanking, MockUserRepository,
 };
-use crate::values::{AmountError, Count, Price, ProductName, Stock};
+use crate::values::{AmountError, Price, ProductName, Stock};
 
-fn t0() -> DateTime<Utc> {
-    DateTime::from_timestamp(1_700_000_000, 0).expect("valid time")
-}
-
-fn user(raw: &str) -> UserId {
-    UserId::parse(raw).expect("valid user id")
-}
-
-fn pid(raw: i64) -> ProductId {
-    ProductId::new(raw).expect("valid product id")
-}
-
-fn count(raw: i64) -> Count {
-    Count::new(raw).expect("valid count")
-}
-
-fn points(raw: i64) -> Points {
-    Points::new(raw).expect("valid points")
-}
+use crate::fixtures::{count, pid, points, t0, user};
 
 fn product(id: i64, price: i64, available: i64) -> Product {
     Product {
