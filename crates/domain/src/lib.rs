@@ -22,6 +22,7 @@ pub mod ranking;
 pub mod relay;
 pub mod rules;
 pub mod service;
+mod single_flight;
 #[cfg(any(test, feature = "testing"))]
 pub mod support;
 pub mod values;

@@ -5,20 +5,18 @@
 //! in front of every store's ranking.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::FutureExt;
 
 use crate::model::RankedProduct;
 use crate::ports::{Clock, SalesRanking};
+use crate::single_flight::SingleFlight;
 
 /// How long a computed ranking is reused: a payment shows up in the ranking within this time.
 pub const RANKING_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
-
-/// A ranking query in flight, shared by every reader that arrives while it runs.
-type RankingQuery = Shared<BoxFuture<'static, Result<Vec<RankedProduct>, Arc<anyhow::Error>>>>;
 
 /// What a ranking was asked for: the window's start and the size.
 type Asked = (DateTime<Utc>, usize);
@@ -28,14 +26,7 @@ type Asked = (DateTime<Utc>, usize);
 pub struct CachedRanking {
     inner: Arc<dyn SalesRanking>,
     clock: Arc<dyn Clock>,
-    state: Arc<Mutex<State>>,
-}
-
-/// The last ranking and when its query started, and the query running now, if any.
-#[derive(Default)]
-struct State {
-    fresh: Option<(DateTime<Utc>, Asked, Vec<RankedProduct>)>,
-    running: Option<(DateTime<Utc>, Asked, RankingQuery)>,
+    flight: SingleFlight<Asked, Vec<RankedProduct>>,
 }
 
 impl fmt::Debug for CachedRanking {
@@ -44,59 +35,10 @@ impl fmt::Debug for CachedRanking {
     }
 }
 
-/// Whether something computed from a query that started at `at` is still fresh at `now`.
-fn fresh(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    now >= at && now - at < RANKING_FRESHNESS
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl CachedRanking {
     /// Reads through `inner`, timing freshness by `clock` (the shop's clock).
     pub fn new(inner: Arc<dyn SalesRanking>, clock: Arc<dyn Clock>) -> Self {
-        Self { inner, clock, state: Arc::default() }
-    }
-
-    /// A fresh ranking, or the query to wait for: one that is already running (if it started
-    /// within the freshness period) or one started now.
-    fn fresh_or_query(&self, asked: Asked) -> Result<Vec<RankedProduct>, RankingQuery> {
-        let now = self.clock.now();
-        let mut state = lock(&self.state);
-        if let Some((_, _, ranked)) =
-            state.fresh.as_ref().filter(|(at, of, _)| *of == asked && fresh(*at, now))
-        {
-            return Ok(ranked.clone());
-        }
-        if let Some((_, _, query)) =
-            state.running.as_ref().filter(|(at, of, _)| *of == asked && fresh(*at, now))
-        {
-            return Err(query.clone());
-        }
-        let (inner, cache) = (self.inner.clone(), self.state.clone());
-        let query: RankingQuery = async move {
-            let ranked = inner.top_sellers(asked.0, asked.1).await;
-            let mut state = lock(&cache);
-            // Only the query still registered clears itself (a newer one may have replaced it).
-            if state.running.as_ref().is_some_and(|(at, of, _)| *at == now && *of == asked) {
-                state.running = None;
-            }
-            match ranked {
-                Ok(ranked) => {
-                    // Stamped with when the query started: what it read is at least that fresh.
-                    if state.fresh.as_ref().is_none_or(|(at, _, _)| *at <= now) {
-                        state.fresh = Some((now, asked, ranked.clone()));
-                    }
-                    Ok(ranked)
-                }
-                Err(error) => Err(Arc::new(error)),
-            }
-        }
-        .boxed()
-        .shared();
-        state.running = Some((now, asked, query.clone()));
-        Err(query)
+        Self { inner, clock, flight: SingleFlight::default() }
     }
 }
 
@@ -107,10 +49,9 @@ impl SalesRanking for CachedRanking {
         since: DateTime<Utc>,
         size: usize,
     ) -> anyhow::Result<Vec<RankedProduct>> {
-        match self.fresh_or_query((since, size)) {
-            Ok(ranked) => Ok(ranked),
-            Err(query) => query.await.map_err(|e| anyhow::anyhow!("{e:#}")),
-        }
+        let inner = self.inner.clone();
+        let query = move || async move { inner.top_sellers(since, size).await }.boxed();
+        self.flight.get((since, size), self.clock.now(), RANKING_FRESHNESS, query).await
     }
 }
 

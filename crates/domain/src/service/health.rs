@@ -10,12 +10,11 @@
 //!
 //! Failures are never kept: the next caller asks the store again.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::future::BoxFuture;
 
 use crate::model::OutboxBacklog;
+use crate::single_flight::SingleFlight;
 
 /// How long the outbox backlog figures of `/health` are reused after their query started.
 pub const BACKLOG_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
@@ -23,8 +22,8 @@ pub const BACKLOG_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
 /// The health report's store calls, shared by concurrent callers.
 #[derive(Default)]
 pub(crate) struct HealthCache {
-    check: SingleFlight<()>,
-    backlog: SingleFlight<OutboxBacklog>,
+    check: SingleFlight<(), ()>,
+    backlog: SingleFlight<(), OutboxBacklog>,
 }
 
 impl std::fmt::Debug for HealthCache {
@@ -40,7 +39,7 @@ impl HealthCache {
         now: DateTime<Utc>,
         start: impl FnOnce() -> BoxFuture<'static, anyhow::Result<()>>,
     ) -> anyhow::Result<()> {
-        self.check.get(now, TimeDelta::zero(), start).await
+        self.check.get((), now, TimeDelta::zero(), start).await
     }
 
     /// Backlog figures from a query that started at most [`BACKLOG_FRESHNESS`] before `now`
@@ -50,110 +49,16 @@ impl HealthCache {
         now: DateTime<Utc>,
         start: impl FnOnce() -> BoxFuture<'static, anyhow::Result<OutboxBacklog>>,
     ) -> anyhow::Result<OutboxBacklog> {
-        self.backlog.get(now, BACKLOG_FRESHNESS, start).await
+        self.backlog.get((), now, BACKLOG_FRESHNESS, start).await
     }
-}
-
-type Flight<T> = Shared<BoxFuture<'static, Result<T, Arc<anyhow::Error>>>>;
-
-/// One store call that concurrent callers share, and its last good answer.
-struct SingleFlight<T> {
-    state: Arc<Mutex<FlightState<T>>>,
-}
-
-impl<T> Default for SingleFlight<T> {
-    fn default() -> Self {
-        Self { state: Arc::new(Mutex::new(FlightState { kept: None, running: None, next: 0 })) }
-    }
-}
-
-struct FlightState<T> {
-    /// The last good answer, with when its call started.
-    kept: Option<(DateTime<Utc>, T)>,
-    /// The call in flight: its number, when it started, and its shared answer.
-    running: Option<(u64, DateTime<Utc>, Flight<T>)>,
-    next: u64,
-}
-
-/// Whether a call that started at `at` is recent enough at `now` to be reused for `reuse`
-/// (a zero `reuse` keeps nothing, but still joins a call in flight).
-fn recent(at: DateTime<Utc>, now: DateTime<Utc>, reuse: TimeDelta) -> bool {
-    reuse.is_zero() || (now >= at && now - at < reuse)
-}
-
-impl<T: Clone + Send + Sync + 'static> SingleFlight<T> {
-    fn state(&self) -> MutexGuard<'_, FlightState<T>> {
-        lock(&self.state)
-    }
-
-    async fn get(
-        &self,
-        now: DateTime<Utc>,
-        reuse: TimeDelta,
-        start: impl FnOnce() -> BoxFuture<'static, anyhow::Result<T>>,
-    ) -> anyhow::Result<T> {
-        let flight = {
-            let mut state = self.state();
-            if !reuse.is_zero() {
-                if let Some((_, value)) =
-                    state.kept.as_ref().filter(|(at, _)| recent(*at, now, reuse))
-                {
-                    return Ok(value.clone());
-                }
-            }
-            match state.running.as_ref().filter(|(_, at, _)| recent(*at, now, reuse)) {
-                Some((_, _, flight)) => flight.clone(),
-                None => {
-                    let number = state.next;
-                    state.next += 1;
-                    let flight = self.start(number, now, reuse, start());
-                    state.running = Some((number, now, flight.clone()));
-                    flight
-                }
-            }
-        };
-        flight.await.map_err(|error| anyhow::anyhow!("{error:#}"))
-    }
-
-    /// Wraps `call` so that, once answered, it leaves the running slot (if it still holds it)
-    /// and keeps a good answer stamped with when the call started.
-    fn start(
-        &self,
-        number: u64,
-        started: DateTime<Utc>,
-        reuse: TimeDelta,
-        call: BoxFuture<'static, anyhow::Result<T>>,
-    ) -> Flight<T> {
-        let state = self.state.clone();
-        async move {
-            let answer = call.await;
-            let mut state = lock(&state);
-            if state.running.as_ref().is_some_and(|(n, _, _)| *n == number) {
-                state.running = None;
-            }
-            match answer {
-                Ok(value) => {
-                    let newer = state.kept.as_ref().is_none_or(|(at, _)| *at <= started);
-                    if !reuse.is_zero() && newer {
-                        state.kept = Some((started, value.clone()));
-                    }
-                    Ok(value)
-                }
-                Err(error) => Err(Arc::new(error)),
-            }
-        }
-        .boxed()
-        .shared()
-    }
-}
-
-fn lock<T>(state: &Mutex<T>) -> MutexGuard<'_, T> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use futures_util::future::FutureExt;
 
     use async_trait::async_trait;
     use chrono::TimeZone;
