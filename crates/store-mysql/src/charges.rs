@@ -46,7 +46,7 @@ fn charge_batch(
     let (rows, busy) = lock_users_for(c, ctx, &ids)?;
     let accounts = balances(rows).map_err(TxError::Rejected)?;
     let mut shop = Snapshot { accounts, ..Snapshot::default() };
-    let before = shop.accounts.clone();
+    let before = writes::balances_of(&shop.accounts);
     let verdicts: Vec<Verdict<Points, ChargeError>> = jobs
         .iter()
         .zip(outcomes.iter_mut())

@@ -69,7 +69,8 @@ fn pay_batch(
         shop.shelves = shelves(rows).map_err(TxError::Rejected)?;
         busy = held;
     }
-    let before = shop.clone();
+    let (balances_before, shelves_before) =
+        (writes::balances_of(&shop.accounts), shop.shelves.clone());
 
     let mut settlements: Vec<Option<Settlement>> = Vec::with_capacity(jobs.len());
     let verdicts: Vec<Verdict<PaymentReceipt, PayError>> = jobs
@@ -102,9 +103,9 @@ fn pay_batch(
     if !settled.is_empty() {
         let text = writes::payments(
             &shop.accounts,
-            &before.accounts,
+            &balances_before,
             &shop.shelves,
-            &before.shelves,
+            &shelves_before,
             &settled,
         );
         sql_text::execute(c, &text)?;

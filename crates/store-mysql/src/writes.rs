@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use domain::model::{sales_hour, Order, PaymentPlan};
 use domain::rules::{Account, Settlement, Shelves};
-use domain::values::{OrderId, UserId};
+use domain::values::{OrderId, Points, UserId};
 
 use crate::rows::{to_db, NewForm, EXPIRED, PAID, PENDING, REPLACED};
 use crate::sql_text::{self, datetime, text};
@@ -26,17 +26,23 @@ fn stock(shelves: &Shelves, before: &Shelves) -> Option<String> {
         .then(|| sql_text::update_by_id("products", &["available", "reserved"], &changed))
 }
 
-/// The balances that differ from `before`.
+/// The balances that differ from `before` (see [`balances_of`]).
 pub(crate) fn balances(
     accounts: &HashMap<UserId, Account>,
-    before: &HashMap<UserId, Account>,
+    before: &HashMap<UserId, Points>,
 ) -> Option<String> {
     let changed: Vec<(String, Vec<String>)> = accounts
         .iter()
-        .filter(|(id, account)| before.get(*id).map(|b| b.balance) != Some(account.balance))
+        .filter(|(id, account)| before.get(*id) != Some(&account.balance))
         .map(|(id, account)| (text(id.as_str()), vec![account.balance.get().to_string()]))
         .collect();
     (!changed.is_empty()).then(|| sql_text::update_by_id("users", &["balance"], &changed))
+}
+
+/// Each account's balance, to compare with after a fold (cheaper to keep than the accounts
+/// with their forms).
+pub(crate) fn balances_of(accounts: &HashMap<UserId, Account>) -> HashMap<UserId, Points> {
+    accounts.iter().map(|(id, account)| (id.clone(), account.balance)).collect()
 }
 
 /// A batch of orders: the stock that moved, the stored forms that were replaced (first, so the
@@ -116,7 +122,7 @@ pub(crate) fn orders(
 /// units sold leaving `reserved`, the hourly sales, the payments and their outbox events.
 pub(crate) fn payments(
     accounts: &HashMap<UserId, Account>,
-    accounts_before: &HashMap<UserId, Account>,
+    accounts_before: &HashMap<UserId, Points>,
     shelves: &Shelves,
     shelves_before: &Shelves,
     settled: &[(&PaymentPlan, &Settlement)],
