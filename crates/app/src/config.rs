@@ -93,6 +93,15 @@ pub struct Config {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub db_group_commit: bool,
 
+    /// With group commit, how many transactions of one kind of write (orders, payments,
+    /// charges), and read rounds of one kind, may be in the database at once: the next batch
+    /// locks and decides while one commits. 1 (the default) runs them one after another; on a
+    /// 2-core machine deeper was no faster (docs/performance.md), try it where the database
+    /// has cores of its own.
+    #[arg(long, env = "MALL_DB_PIPELINE", default_value_t = store_mysql::StoreOptions::PIPELINE,
+          value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub db_pipeline: u8,
+
     /// How long an order form waits for payment, in seconds.
     #[arg(long, env = "MALL_ORDER_TTL_SECS", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..=86_400 * 30))]
@@ -222,7 +231,10 @@ impl Config {
     }
 
     pub fn store_options(&self) -> store_mysql::StoreOptions {
-        store_mysql::StoreOptions { group_commit: self.db_group_commit }
+        store_mysql::StoreOptions {
+            group_commit: self.db_group_commit,
+            pipeline: self.db_pipeline.into(),
+        }
     }
 
     /// The JWT settings, if a key is configured.
@@ -281,6 +293,10 @@ mod tests {
         assert!(!off.store_options().group_commit);
         assert!(Config::parse_from(["mall", "--db-group-commit", "on"]).db_group_commit);
         assert!(Config::try_parse_from(["mall", "--db-group-commit", "maybe"]).is_err());
+        assert_eq!(Config::defaults().store_options().pipeline, 1);
+        assert_eq!(Config::parse_from(["mall", "--db-pipeline", "3"]).store_options().pipeline, 3);
+        assert!(Config::try_parse_from(["mall", "--db-pipeline", "0"]).is_err());
+        assert!(Config::try_parse_from(["mall", "--db-pipeline", "9"]).is_err());
     }
 
     #[test]

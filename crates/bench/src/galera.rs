@@ -51,7 +51,7 @@ struct Instances {
 fn start(urls: &[String], options: &Options, env: &[(&str, &str)]) -> anyhow::Result<Instances> {
     let servers: Vec<Server> = urls
         .iter()
-        .map(|url| Server::start(Some(url), options.pool_size, env))
+        .map(|url| Server::start(Some(url), options, env))
         .collect::<anyhow::Result<_>>()?;
     let bases = servers.iter().map(|s| s.base.clone()).collect();
     Ok(Instances { _servers: servers, bases })

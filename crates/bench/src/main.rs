@@ -76,6 +76,10 @@ struct Options {
     /// The server's `MALL_DB_POOL_SIZE`; without it, the server's default (2 × CPU cores, ≥ 4).
     #[arg(long)]
     pool_size: Option<u32>,
+    /// The server's `MALL_DB_PIPELINE` (write batches and read rounds of one kind in the
+    /// database at once); without it, the server's default.
+    #[arg(long)]
+    pipeline: Option<u8>,
     /// The data platform's answer time in the delivery scenario, in ms.
     #[arg(long, default_value_t = 5)]
     platform_ms: u64,
@@ -138,7 +142,7 @@ impl Drop for Server {
 impl Server {
     fn start(
         database_url: Option<&str>,
-        pool_size: Option<u32>,
+        options: &Options,
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?.with_file_name("mall");
@@ -154,8 +158,11 @@ impl Server {
         if let Some(url) = database_url {
             command.env("DATABASE_URL", url);
         }
-        if let Some(size) = pool_size {
+        if let Some(size) = options.pool_size {
             command.env("MALL_DB_POOL_SIZE", size.to_string());
+        }
+        if let Some(depth) = options.pipeline {
+            command.env("MALL_DB_PIPELINE", depth.to_string());
         }
         command.envs(env.iter().copied());
         let child = command.spawn().with_context(|| format!("starting {}", exe.display()))?;
@@ -273,7 +280,7 @@ async fn run_server(
             Some(tokio::task::spawn_blocking(store_mysql::testing::fresh_database_url).await?)
         }
     };
-    let server = Server::start(url.as_deref(), options.pool_size, &[])?;
+    let server = Server::start(url.as_deref(), options, &[])?;
     let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
     let connections = options.connections as u64;
@@ -364,7 +371,7 @@ async fn naive_hot_orders(
     load: &Load,
     options: &Options,
 ) -> anyhow::Result<load::Outcome> {
-    let naive = Server::start(url, options.pool_size, &[("MALL_DB_GROUP_COMMIT", "off")])?;
+    let naive = Server::start(url, options, &[("MALL_DB_GROUP_COMMIT", "off")])?;
     let outcome = drive(
         client,
         std::slice::from_ref(&naive.base),
@@ -425,7 +432,7 @@ async fn run_delivery(store: Store, options: &Options) -> anyhow::Result<Row> {
         }
     };
     let env = [("MALL_DATA_PLATFORM_URL", platform.url.as_str())];
-    let server = Server::start(url.as_deref(), options.pool_size, &env)?;
+    let server = Server::start(url.as_deref(), options, &env)?;
     let base = server.base.clone();
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
     let (products, users) = (options.products, options.users);
@@ -484,7 +491,7 @@ async fn run_delivery(store: Store, options: &Options) -> anyhow::Result<Row> {
 /// The ceiling alone, when the in-memory store is not measured: `GET /health` on a bare
 /// in-memory server.
 async fn ceiling_only(options: &Options) -> anyhow::Result<Row> {
-    let server = Server::start(None, None, &[])?;
+    let server = Server::start(None, options, &[])?;
     let client = reqwest::Client::builder().pool_max_idle_per_host(options.connections).build()?;
     let load = Load::One(Arc::new(|c, b, _, _| c.get(format!("{b}/health"))));
     let label = "[memory, ceiling only] GET /health";

@@ -29,10 +29,11 @@
 //! line about a call (its batch failed, split, moved it to the slow lane, answered it
 //! `Unexpected`) is written in that call's own span, naming the batch.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use anyhow::anyhow;
 use diesel::prelude::*;
@@ -135,9 +136,20 @@ pub(crate) struct Ctx {
     pub(crate) lane: Lane,
     own: Arc<OwnLocks>,
     batch: u64,
+    /// A main-lane batch's turn to take its locks (see [`Turnstile`]); `None` in the slow lane.
+    turn: Option<Turn>,
 }
 
 impl Ctx {
+    /// The batch has taken all its locks (and noted them with [`Self::holds`]): the next
+    /// main-lane batch of its kind may start taking its own. Calling it again does nothing; a
+    /// batch that never calls it passes its turn when its transaction ends.
+    pub(crate) fn locked(&self) {
+        if let Some(turn) = &self.turn {
+            turn.pass();
+        }
+    }
+
     /// Notes rows this batch has locked, so other main lanes of this store wait for them rather
     /// than put their calls off (only in [`Lane::Skip`]: the slow lane may hold rows while it
     /// waits for others, which must not make a main lane wait).
@@ -152,6 +164,56 @@ impl Ctx {
     /// beats putting calls off.
     pub(crate) fn held_here(&self, busy: &Busy) -> Busy {
         self.own.held_by_others(self.batch, busy)
+    }
+}
+
+/// Pipelining (`StoreOptions::pipeline`): several main-lane batches of one kind may be in the
+/// database at once — one committing while the next locks and decides — but they take their
+/// locks one batch after another, in the order they started. So when a batch's `SKIP LOCKED`
+/// read leaves out a row an earlier batch of its kind holds, that batch has already noted the
+/// row ([`Ctx::holds`]) and the later one waits for it ([`Ctx::held_here`]) instead of putting
+/// its calls off: a hot row passes from batch to batch as each commits.
+#[derive(Debug, Default)]
+pub(crate) struct Turnstile {
+    next: AtomicU64,
+    serving: Mutex<u64>,
+    turned: Condvar,
+}
+
+impl Turnstile {
+    /// Waits (on a blocking thread) until every batch that started before has taken its locks.
+    fn wait_turn(self: &Arc<Self>) -> Turn {
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut serving = self.serving.lock().unwrap_or_else(PoisonError::into_inner);
+        while *serving != ticket {
+            serving = self.turned.wait(serving).unwrap_or_else(PoisonError::into_inner);
+        }
+        Turn { turnstile: self.clone(), passed: Cell::new(false) }
+    }
+}
+
+/// One batch's turn to lock: passed once, when it has locked ([`Ctx::locked`]) or at the latest
+/// when it is dropped (its transaction ended, failed or panicked).
+#[derive(Debug)]
+struct Turn {
+    turnstile: Arc<Turnstile>,
+    passed: Cell<bool>,
+}
+
+impl Turn {
+    fn pass(&self) {
+        if self.passed.replace(true) {
+            return;
+        }
+        let mut serving = self.turnstile.serving.lock().unwrap_or_else(PoisonError::into_inner);
+        *serving += 1;
+        self.turnstile.turned.notify_all();
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.pass();
     }
 }
 
@@ -234,6 +296,8 @@ pub(crate) struct Coalesced<J, T, E> {
     stats: BatchStats,
     /// Numbers batches (both lanes), so the lines of a batch's calls can be told together.
     next_batch: AtomicU64,
+    /// The order in which this kind's main-lane batches take their locks.
+    turnstile: Arc<Turnstile>,
 }
 
 impl<J, T, E> std::fmt::Debug for Coalesced<J, T, E> {
@@ -265,6 +329,7 @@ where
             run,
             stats: BatchStats::default(),
             next_batch: AtomicU64::new(1),
+            turnstile: Arc::default(),
         }
     }
 
@@ -283,7 +348,7 @@ where
         if !store.group_commit {
             return Either::Left(self.clone().alone(store.clone(), job));
         }
-        let (answer, start) = self.main.submit(job, Span::current());
+        let (answer, start) = self.main.submit(job, Span::current(), store.pipeline);
         if start {
             let (this, store) = (self.clone(), store.clone());
             tokio::spawn(async move { this.drain_main(&store).await });
@@ -300,7 +365,7 @@ where
     fn defer(self: &Arc<Self>, store: &MysqlStore, job: J, reply: Reply<T, E>, busy: Busy) {
         self.stats.deferred.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("db_batch_deferred_total", "calls" => self.what).increment(1);
-        if self.slow.enqueue((job, busy), reply) {
+        if self.slow.enqueue((job, busy), reply, 1) {
             let (this, store) = (self.clone(), store.clone());
             tokio::spawn(async move { this.drain_slow(&store).await });
         }
@@ -337,15 +402,26 @@ where
     ) -> (Option<Vec<J>>, Result<Vec<Verdict<T, E>>, Failed>) {
         let run = self.run;
         let own = store.own_locks.clone();
+        let turnstile = self.turnstile.clone();
+        let stats = &self.stats;
+        if lane == Lane::Skip {
+            let now = stats.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            stats.most_in_flight.fetch_max(now, Ordering::Relaxed);
+        }
         let done = store
             .blocking(move |c| {
-                let ctx = Ctx { lane, batch: own.begin(), own };
+                let turn = (lane == Lane::Skip).then(|| turnstile.wait_turn());
+                let ctx = Ctx { lane, batch: own.begin(), own, turn };
                 let result = transaction_with(c, Retries::BATCH, |c| run(c, &jobs, &ctx));
+                ctx.locked();
                 ctx.own.end(ctx.batch);
                 (jobs, result)
             })
             .instrument(span.clone())
             .await;
+        if lane == Lane::Skip {
+            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
         match done {
             Ok((jobs, Ok(verdicts))) => (Some(jobs), Ok(verdicts)),
             Ok((jobs, Err(TxError::Db(error)))) => {
@@ -679,6 +755,9 @@ pub struct BatchStats {
     deferred: AtomicU64,
     slow_batches: AtomicU64,
     splits: AtomicU64,
+    /// Main-lane transactions in the database right now, and the most there have been.
+    in_flight: AtomicU64,
+    most_in_flight: AtomicU64,
 }
 
 impl BatchStats {
@@ -687,6 +766,12 @@ impl BatchStats {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.calls.fetch_add(size, Ordering::Relaxed);
         self.largest.fetch_max(size, Ordering::Relaxed);
+    }
+
+    /// The most main-lane transactions of this kind that were in the database at once (at
+    /// most the pipeline depth, `StoreOptions::pipeline`).
+    pub fn most_in_flight(&self) -> u64 {
+        self.most_in_flight.load(Ordering::Relaxed)
     }
 
     /// Transactions run.
@@ -733,30 +818,33 @@ pub(crate) struct Batcher<J, R> {
 #[derive(Debug)]
 struct Queue<J, R> {
     waiting: VecDeque<Waiting<J, R>>,
-    draining: bool,
+    /// Drains running (each runs one batch at a time).
+    drains: usize,
 }
 
 impl<J, R> Default for Batcher<J, R> {
     fn default() -> Self {
-        Self { queue: Mutex::new(Queue { waiting: VecDeque::new(), draining: false }) }
+        Self { queue: Mutex::new(Queue { waiting: VecDeque::new(), drains: 0 }) }
     }
 }
 
 impl<J, R> Batcher<J, R> {
     /// Queues `job` of the caller in `span`. Returns where its answer will arrive, and `true`
-    /// when no drain is running, in which case the caller must start one (and keep calling
-    /// [`Self::next_batch`] until it returns `None`).
-    pub(crate) fn submit(&self, job: J, span: Span) -> (oneshot::Receiver<R>, bool) {
+    /// when fewer than `drains` drains are running, in which case the caller must start one
+    /// (and keep calling [`Self::next_batch`] until it returns `None`).
+    pub(crate) fn submit(&self, job: J, span: Span, drains: usize) -> (oneshot::Receiver<R>, bool) {
         let (reply, answer) = oneshot::channel();
-        (answer, self.enqueue(job, Caller { reply, span }))
+        (answer, self.enqueue(job, Caller { reply, span }, drains))
     }
 
     /// Queues `job` with the caller that already waits on it; `true` as for [`Self::submit`].
-    pub(crate) fn enqueue(&self, job: J, caller: Caller<R>) -> bool {
+    pub(crate) fn enqueue(&self, job: J, caller: Caller<R>, drains: usize) -> bool {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         queue.waiting.push_back((job, caller));
-        let start = !queue.draining;
-        queue.draining = true;
+        let start = queue.drains < drains.max(1);
+        if start {
+            queue.drains += 1;
+        }
         start
     }
 
@@ -769,7 +857,7 @@ impl<J, R> Batcher<J, R> {
     }
 
     /// The jobs of the next batch, oldest first: as many as fit in `budget` by `weight` (the
-    /// first always does). `None` when the queue is empty, which also ends the drain.
+    /// first always does). `None` when the queue is empty, which also ends the calling drain.
     pub(crate) fn next_batch(
         &self,
         budget: usize,
@@ -787,7 +875,7 @@ impl<J, R> Batcher<J, R> {
             batch.extend(queue.waiting.pop_front());
         }
         if batch.is_empty() {
-            queue.draining = false;
+            queue.drains -= 1;
             return None;
         }
         Some(batch)
@@ -801,22 +889,65 @@ mod tests {
     #[test]
     fn the_first_caller_starts_the_drain_and_later_ones_join_the_next_batch() {
         let batcher = Batcher::<u32, u32>::default();
-        let (_a, start_a) = batcher.submit(1, Span::none());
-        let (_b, start_b) = batcher.submit(2, Span::none());
+        let (_a, start_a) = batcher.submit(1, Span::none(), 1);
+        let (_b, start_b) = batcher.submit(2, Span::none(), 1);
         assert!(start_a);
         assert!(!start_b, "a drain is already running");
         let batch = batcher.next_batch(10, |_| 1).expect("two jobs");
         assert_eq!(batch.iter().map(|(job, _)| *job).collect::<Vec<_>>(), [1, 2]);
         assert!(batcher.next_batch(10, |_| 1).is_none(), "empty: the drain ends");
-        let (_c, start_c) = batcher.submit(3, Span::none());
+        let (_c, start_c) = batcher.submit(3, Span::none(), 1);
         assert!(start_c, "after the drain ended, the next caller starts one");
+    }
+
+    #[test]
+    fn up_to_the_pipeline_depth_callers_start_drains_and_later_ones_queue() {
+        let batcher = Batcher::<u32, u32>::default();
+        let starts: Vec<bool> = (1..=3).map(|job| batcher.submit(job, Span::none(), 2).1).collect();
+        assert_eq!(starts, [true, true, false], "two drains at most");
+        let batch = batcher.next_batch(10, |_| 1).expect("the queued jobs");
+        assert_eq!(batch.len(), 3, "a drain takes every job waiting");
+        assert!(batcher.next_batch(10, |_| 1).is_none(), "one drain found the queue empty");
+        assert!(batcher.submit(4, Span::none(), 2).1, "one drain left: room for another");
+        assert!(!batcher.submit(5, Span::none(), 2).1);
+        assert!(batcher.next_batch(10, |_| 1).is_some());
+        assert!(batcher.next_batch(10, |_| 1).is_none());
+        assert!(batcher.next_batch(10, |_| 1).is_none(), "both drains ended");
+        assert!(batcher.submit(6, Span::none(), 1).1, "with depth 1, the next caller starts one");
+        assert!(!batcher.submit(7, Span::none(), 1).1);
+    }
+
+    #[test]
+    fn batches_take_their_locks_in_the_order_they_started() {
+        let turnstile = Arc::new(Turnstile::default());
+        let first = turnstile.wait_turn();
+        let (locked, second_locked) = std::sync::mpsc::channel();
+        let second = {
+            let turnstile = turnstile.clone();
+            std::thread::spawn(move || {
+                let turn = turnstile.wait_turn();
+                locked.send(()).expect("the test waits");
+                drop(turn);
+            })
+        };
+        let wait = std::time::Duration::from_millis(200);
+        assert!(second_locked.recv_timeout(wait).is_err(), "the second waits for the first");
+        first.pass();
+        first.pass();
+        second_locked.recv_timeout(std::time::Duration::from_secs(10)).expect("its turn came");
+        second.join().expect("the second batch");
+        drop(first);
+        let serving = *turnstile.serving.lock().expect("lock");
+        assert_eq!(serving, 2, "each turn passed once: by pass() (twice is once) and by drop");
+        drop(turnstile.wait_turn());
+        assert_eq!(*turnstile.serving.lock().expect("lock"), 3, "a dropped turn passes");
     }
 
     #[test]
     fn a_batch_stops_at_the_budget_but_always_takes_one_job() {
         let batcher = Batcher::<usize, ()>::default();
         let _answers: Vec<_> =
-            [50, 30, 40, 5].into_iter().map(|w| batcher.submit(w, Span::none()).0).collect();
+            [50, 30, 40, 5].into_iter().map(|w| batcher.submit(w, Span::none(), 1).0).collect();
         let weights = |batch: Vec<Waiting<usize, ()>>| {
             batch.into_iter().map(|(job, _)| job).collect::<Vec<_>>()
         };

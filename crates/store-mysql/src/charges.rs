@@ -44,6 +44,7 @@ fn charge_batch(
     let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
     let ids: BTreeSet<&str> = jobs.iter().map(|j| j.user.as_str()).collect();
     let (rows, busy) = lock_users_for(c, ctx, &ids)?;
+    ctx.locked();
     let accounts = balances(rows).map_err(TxError::Rejected)?;
     let mut shop = Snapshot { accounts, ..Snapshot::default() };
     let before = writes::balances_of(&shop.accounts);

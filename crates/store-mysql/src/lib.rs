@@ -107,18 +107,29 @@ impl PoolOptions {
     }
 }
 
-/// How the store runs its writes (`MALL_DB_GROUP_COMMIT`).
+/// How the store runs its writes (`MALL_DB_GROUP_COMMIT`, `MALL_DB_PIPELINE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
     /// Orders, payments and charges that arrive together share a transaction (group commit,
     /// ADR 0006). Off: each runs alone in its own transaction, waiting for its row locks, as
     /// before group commit — the naive baseline `mall-bench` compares against.
     pub group_commit: bool,
+    /// With group commit, how many batches of one kind (orders, payments, charges), and read
+    /// rounds of one kind (products, balances), may be in the database at once: 1 runs them one
+    /// after another; more lets the next batch lock and decide while one commits (they take
+    /// their locks in turn, see `batch::Turnstile`).
+    pub pipeline: usize,
+}
+
+impl StoreOptions {
+    /// The default pipeline depth: one batch at a time. Deeper pipelines were measured no
+    /// faster on a 2-core machine, on one MariaDB and on Galera (docs/performance.md).
+    pub const PIPELINE: u8 = 1;
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { group_commit: true }
+        Self { group_commit: true, pipeline: Self::PIPELINE.into() }
     }
 }
 
@@ -151,6 +162,8 @@ pub struct MysqlStore {
     own_locks: Arc<batch::OwnLocks>,
     /// [`StoreOptions::group_commit`].
     group_commit: bool,
+    /// [`StoreOptions::pipeline`].
+    pipeline: usize,
     /// Product and balance reads, coalesced into rounds (see `point_reads`).
     point_reads: Arc<point_reads::PointReads>,
 }
@@ -217,6 +230,7 @@ impl MysqlStore {
             clock: Arc::new(SystemClock),
             own_locks: Arc::default(),
             group_commit: store.group_commit,
+            pipeline: store.pipeline.max(1),
             point_reads: Arc::default(),
         })
     }

@@ -96,6 +96,7 @@ fn place_batch(
         .map(|id| id.get())
         .collect();
     let (rows, busy) = lock_products_for(c, ctx, &product_ids)?;
+    ctx.locked();
     let mut shop = Snapshot { accounts, shelves: shelves(rows).map_err(TxError::Rejected)? };
     let before = shop.shelves.clone();
 

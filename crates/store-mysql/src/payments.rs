@@ -69,6 +69,7 @@ fn pay_batch(
         shop.shelves = shelves(rows).map_err(TxError::Rejected)?;
         busy = held;
     }
+    ctx.locked();
     let (balances_before, shelves_before) =
         (writes::balances_of(&shop.accounts), shop.shelves.clone());
 

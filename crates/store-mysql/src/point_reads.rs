@@ -110,7 +110,7 @@ where
         store: &MysqlStore,
         key: K,
     ) -> anyhow::Result<Option<V>> {
-        let (answer, start) = self.queue.submit(key, tracing::Span::current());
+        let (answer, start) = self.queue.submit(key, tracing::Span::current(), store.pipeline);
         if start {
             // Detached, so a caller that gives up does not stop the round others wait on.
             let (this, store) = (self.clone(), store.clone());

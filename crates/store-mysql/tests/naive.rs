@@ -17,7 +17,7 @@ const POOL: PoolOptions = PoolOptions {
     statement_timeout: Duration::from_secs(10),
 };
 
-const NAIVE: StoreOptions = StoreOptions { group_commit: false };
+const NAIVE: StoreOptions = StoreOptions { group_commit: false, pipeline: 1 };
 
 async fn naive_store() -> MysqlStore {
     fresh_store_with_options(POOL, NAIVE).await.0
