@@ -206,6 +206,81 @@ pub fn growth(rows: &[Row]) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
+/// The MariaDB figures of this run against issue 15's goals (one MariaDB, 1× data), with the
+/// naive baseline's ratio; `None` when MariaDB was not measured.
+pub fn goals(rows: &[Row]) -> Option<String> {
+    let find = |scenario: &str| {
+        rows.iter().find(|r| r.store == "mariadb" && r.scale == 1 && r.scenario == scenario)
+    };
+    let met = |yes: bool| if yes { "yes" } else { "no" };
+    let mut lines: Vec<String> = Vec::new();
+    let product = find("GET /product/{id}");
+    if let Some(r) = product {
+        lines.push(format!(
+            "| `GET /product/{{id}}` | {} req/s, p99 {:.1} ms | ≥ 40 000 req/s, p99 ≤ 5 ms | {} |",
+            thousands(r.rate()),
+            r.p99_ms,
+            met(r.rate() >= 40_000.0 && r.p99_ms <= 5.0)
+        ));
+    }
+    if let Some(r) = find("GET /user/{id}/point") {
+        lines.push(format!(
+            "| `GET /user/{{id}}/point` | {} req/s, p99 {:.1} ms | ≥ 40 000 req/s | {} |",
+            thousands(r.rate()),
+            r.p99_ms,
+            met(r.rate() >= 40_000.0)
+        ));
+    }
+    if let (Some(r), Some(p)) = (find("GET /health"), product) {
+        lines.push(format!(
+            "| `GET /health` | {} req/s, {:.2}× `GET /product/{{id}}` | ≥ `GET /product/{{id}}` \
+             | {} |",
+            thousands(r.rate()),
+            r.rate() / p.rate().max(1e-9),
+            met(r.rate() >= p.rate())
+        ));
+    }
+    let hot = find("POST order, one hot product");
+    if let Some(r) = hot {
+        lines.push(format!(
+            "| `POST /order`, one hot product | {} orders/s, p99 {:.1} ms | ≥ 15 000 orders/s | {} |",
+            thousands(r.rate()),
+            r.p99_ms,
+            met(r.rate() >= 15_000.0)
+        ));
+    }
+    if let (Some(r), Some(n)) =
+        (hot, find("POST order, one hot product, one transaction per order (naive)"))
+    {
+        let ratio = r.rate() / n.rate().max(1e-9);
+        lines.push(format!(
+            "| the same vs one transaction per order (naive) | {} vs {} orders/s: {ratio:.1}× \
+             | ≥ 20× | {} |",
+            thousands(r.rate()),
+            thousands(n.rate()),
+            met(ratio >= 20.0)
+        ));
+    }
+    if let Some(r) = find("purchase (order + pay), spread over products") {
+        let purchases = r.purchases.unwrap_or(r.requests / 2) as f64 / r.seconds.max(1e-9);
+        lines.push(format!(
+            "| order + pay over the catalog | {} purchases/s | ≥ 5 000 purchases/s | {} |",
+            thousands(purchases),
+            met(purchases >= 5_000.0)
+        ));
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let mut out = String::from("| workload (MariaDB, 1× data) | this run | goal | met |\n");
+    out.push_str("|---|---|---|---|\n");
+    for line in lines {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Some(out)
+}
+
 /// Everything the run measured, for machines.
 pub fn json(rows: &[Row], rss: &[Rss], header: Value) -> Value {
     let ceiling = ceiling(rows);
@@ -363,6 +438,39 @@ mod tests {
     }
 
     #[test]
+    fn the_goals_table_gives_the_naive_ratio_and_says_which_goals_are_met() {
+        let mut purchase =
+            row("mariadb", 1, "purchase (order + pay), spread over products", 12_000);
+        purchase.purchases = Some(6_000);
+        let rows = vec![
+            row("mariadb", 1, "GET /health", 30_000),
+            row("mariadb", 1, "GET /product/{id}", 41_000),
+            row("mariadb", 1, "GET /user/{id}/point", 39_000),
+            row("mariadb", 1, "POST order, one hot product", 4_000),
+            row(
+                "mariadb",
+                1,
+                "POST order, one hot product, one transaction per order (naive)",
+                400,
+            ),
+            purchase,
+            row("mariadb", 10, "GET /product/{id}", 90_000),
+        ];
+        let goals = goals(&rows).expect("MariaDB rows");
+        let lines: Vec<&str> = goals.lines().collect();
+        assert_eq!(lines.len(), 8, "{goals}");
+        assert!(
+            lines[2].starts_with("| `GET /product/{id}` | 41 000 req/s")
+                && lines[2].ends_with("| yes |")
+        );
+        assert!(lines[3].ends_with("| no |"), "39k point reads miss 40k: {goals}");
+        assert!(lines[4].contains("0.73× `GET /product/{id}`") && lines[4].ends_with("| no |"));
+        assert!(lines[5].contains("4 000 orders/s") && lines[5].ends_with("| no |"));
+        assert!(lines[6].contains("4 000 vs 400 orders/s: 10.0×") && lines[6].ends_with("| no |"));
+        assert!(lines[7].contains("6 000 purchases/s") && lines[7].ends_with("| yes |"));
+    }
+
+    #[test]
     fn the_chart_and_the_tables_have_every_row() -> anyhow::Result<()> {
         let rows = vec![
             row("memory", 1, "GET /health", 20_000),
@@ -385,6 +493,10 @@ mod tests {
             growth.contains("| mariadb | GET /product/{id} | 4000 | 2000 | 0.50 |"),
             "{growth}"
         );
+        assert!(goals(&rows[..2]).is_none(), "no MariaDB rows, no goals");
+        let goals = goals(&rows).unwrap_or_default();
+        assert!(goals.contains("| `GET /product/{id}` | 4 000 req/s, p99 2.0 ms |"), "{goals}");
+        assert!(goals.ends_with("| no |\n"), "{goals}");
         let json = json(&rows, &rss, json!({"command": "x"}));
         assert_eq!(json["rows"].as_array().map(Vec::len), Some(5));
         assert_eq!(json["ceiling_req_per_s"], 20_000.0);
