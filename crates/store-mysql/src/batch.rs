@@ -172,7 +172,10 @@ impl Ctx {
 /// locks one batch after another, in the order they started. So when a batch's `SKIP LOCKED`
 /// read leaves out a row an earlier batch of its kind holds, that batch has already noted the
 /// row ([`Ctx::holds`]) and the later one waits for it ([`Ctx::held_here`]) instead of putting
-/// its calls off: a hot row passes from batch to batch as each commits.
+/// its calls off: a hot row passes from batch to batch as each commits. (A transaction retried
+/// after a deadlock locks again without a turn; at worst a call of it is put off, as without
+/// pipelining when another kind's batch holds the row.) Measured no faster on 2 cores, so the
+/// default depth is 1 (ADR 0011).
 #[derive(Debug, Default)]
 pub(crate) struct Turnstile {
     next: AtomicU64,
