@@ -1,6 +1,7 @@
 //! Coalesced point reads: concurrent product and balance reads share `SELECT … WHERE id IN (…)`
 //! rounds, each answer is its own row's, and a read that starts after a write has committed
-//! sees that write even while other rounds are in flight (no cache).
+//! sees that write even while other rounds are in flight (no cache). Each runs with one round of
+//! a kind at a time (the default) and with two (`StoreOptions::pipeline`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,8 +11,8 @@ use domain::model::ProductEdit;
 use domain::ports::{ProductRepository, UserRepository};
 use domain::values::{Count, ProductId};
 use store_contract::support::{available, balance, points, product_with, uid, user_with};
-use store_mysql::testing::fresh_store;
-use store_mysql::PoolOptions;
+use store_mysql::testing::fresh_store_with_options;
+use store_mysql::{MysqlStore, PoolOptions, StoreOptions};
 use tokio::task::JoinSet;
 
 const POOL: PoolOptions = PoolOptions {
@@ -20,9 +21,22 @@ const POOL: PoolOptions = PoolOptions {
     statement_timeout: Duration::from_secs(10),
 };
 
+/// Fresh stores with one read round of a kind at a time, and with two.
+async fn stores() -> [Arc<MysqlStore>; 2] {
+    let depth = |pipeline| StoreOptions { pipeline, ..StoreOptions::default() };
+    let one = fresh_store_with_options(POOL, depth(1)).await.0;
+    let two = fresh_store_with_options(POOL, depth(2)).await.0;
+    [Arc::new(one), Arc::new(two)]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_reads_share_rounds_and_each_gets_its_own_row() {
-    let store = Arc::new(fresh_store(POOL).await);
+    for store in stores().await {
+        reads_share_rounds(store).await;
+    }
+}
+
+async fn reads_share_rounds(store: Arc<MysqlStore>) {
     let mut products = Vec::new();
     for i in 1..=20 {
         products.push((product_with(&store, i, 1_000 + i).await, 1_000 + i));
@@ -60,7 +74,12 @@ async fn concurrent_reads_share_rounds_and_each_gets_its_own_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_read_after_a_committed_write_sees_it_while_rounds_keep_running() {
-    let store = Arc::new(fresh_store(POOL).await);
+    for store in stores().await {
+        read_after_write(store).await;
+    }
+}
+
+async fn read_after_write(store: Arc<MysqlStore>) {
     let alice = user_with(&store, "alice", 0).await;
     let bob = user_with(&store, "bob", 5).await;
     let tea = product_with(&store, 1, 1).await;
