@@ -533,9 +533,14 @@ where
                     let mut again = Vec::new();
                     for (job, reply) in jobs.into_iter().zip(replies) {
                         let user = (self.user_of)(&job);
-                        let to_slow_lane = held.is_empty() || held.contains(user);
+                        // The slow lane, naming the held row when one was found.
+                        let to_slow_lane = if held.is_empty() {
+                            Some(Busy::default())
+                        } else {
+                            held.contains(user).then(|| Busy::user(user))
+                        };
                         reply.log(|| {
-                            let next = if to_slow_lane {
+                            let next = if to_slow_lane.is_some() {
                                 "moves to the slow lane"
                             } else {
                                 "runs again (its user row is free)"
@@ -548,13 +553,9 @@ where
                                 "a batch failed on contention; the call {next}"
                             );
                         });
-                        if held.is_empty() {
-                            self.defer(store, job, reply, Busy::default());
-                        } else if held.contains(user) {
-                            let busy = Busy::user(user);
-                            self.defer(store, job, reply, busy);
-                        } else {
-                            again.push((job, reply));
+                        match to_slow_lane {
+                            Some(busy) => self.defer(store, job, reply, busy),
+                            None => again.push((job, reply)),
                         }
                     }
                     self.main.requeue_front(again);
