@@ -10,10 +10,13 @@
 //!
 //! Failures are never kept: the next caller asks the store again.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt};
 
 use crate::model::OutboxBacklog;
+use crate::ports::{HealthProbe, Outbox};
 use crate::single_flight::SingleFlight;
 
 /// How long the outbox backlog figures of `/health` are reused after their query started.
@@ -33,6 +36,21 @@ impl std::fmt::Debug for HealthCache {
 }
 
 impl HealthCache {
+    /// The backlog figures of a report at `now`, once `probe` answers: the check (shared with
+    /// the one in flight), then the backlog figures (see [`HealthCache::backlog`]).
+    ///
+    /// # Errors
+    /// When the check or the backlog query fails.
+    pub(crate) async fn report(
+        &self,
+        probe: Arc<dyn HealthProbe>,
+        outbox: Arc<dyn Outbox>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<OutboxBacklog> {
+        self.check(now, || async move { probe.check().await }.boxed()).await?;
+        self.backlog(now, || async move { outbox.backlog().await }.boxed()).await
+    }
+
     /// The check in flight, or one `start` makes now.
     pub(crate) async fn check(
         &self,
@@ -134,16 +152,13 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + TimeDelta::milliseconds(ms)
     }
 
+    /// The undelivered count of [`HealthCache::report`] with `store` in both roles.
     async fn report(
         cache: &HealthCache,
         store: &Arc<Counting>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<u64> {
-        let probe = store.clone();
-        cache.check(now, move || async move { probe.check().await }.boxed()).await?;
-        let outbox = store.clone();
-        let backlog = cache.backlog(now, move || async move { outbox.backlog().await }.boxed());
-        Ok(backlog.await?.undelivered)
+        Ok(cache.report(store.clone(), store.clone(), now).await?.undelivered)
     }
 
     #[tokio::test]

@@ -7,7 +7,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures_util::future::FutureExt;
 
 use crate::errors::{
     AddProductError, BalanceError, CatalogError, ChargeError, EditProductError, PayError,
@@ -344,12 +343,7 @@ impl Mall {
     /// store one check per round trip and one backlog query per second.
     pub async fn health(&self) -> anyhow::Result<HealthReport> {
         let (probe, outbox) = (self.stores.health.clone(), self.stores.outbox.clone());
-        let now = self.clock.now();
-        self.health_cache.check(now, || async move { probe.check().await }.boxed()).await?;
-        let outbox = self
-            .health_cache
-            .backlog(now, || async move { outbox.backlog().await }.boxed())
-            .await?;
+        let outbox = self.health_cache.report(probe, outbox, self.clock.now()).await?;
         Ok(HealthReport { outbox, checked_at: self.clock.now() })
     }
 }
