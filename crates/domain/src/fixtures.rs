@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::values::{Count, Points, ProductId, UserId};
+use crate::rules::Shelf;
+use crate::values::{Count, Points, Price, ProductId, Stock, UserId};
 
 pub(crate) fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_700_000_000, 0).expect("valid time")
@@ -22,4 +23,17 @@ pub(crate) fn count(raw: i64) -> Count {
 
 pub(crate) fn points(raw: i64) -> Points {
     Points::new(raw).expect("valid points")
+}
+
+pub(crate) fn stock(raw: i64) -> Stock {
+    Stock::new(raw).expect("valid stock")
+}
+
+/// A product's row at `price` with `available` units and none reserved.
+pub(crate) fn shelf(price: i64, available: i64) -> Shelf {
+    Shelf {
+        price: Price::new(price).expect("valid price"),
+        available: stock(available),
+        reserved: Stock::ZERO,
+    }
 }

@@ -274,18 +274,11 @@ pub fn ranking_window_start(now: DateTime<Utc>, days: u32) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn id(raw: i64) -> ProductId {
-        ProductId::new(raw).expect("valid id")
-    }
-
-    fn count(raw: i64) -> Count {
-        Count::new(raw).expect("valid count")
-    }
+    use crate::fixtures::{count, pid};
 
     #[test]
     fn items_sum_duplicates_and_sort_by_product() {
-        let items = OrderItems::new([(id(3), count(1)), (id(1), count(2)), (id(3), count(4))])
+        let items = OrderItems::new([(pid(3), count(1)), (pid(1), count(2)), (pid(3), count(4))])
             .expect("valid items");
         let lines: Vec<_> = items.iter().map(|(p, c)| (p.get(), c.get())).collect();
         assert_eq!(lines, vec![(1, 2), (3, 5)]);
@@ -294,19 +287,19 @@ mod tests {
     #[test]
     fn items_reject_empty_too_many_and_overflowing_lists() {
         assert_eq!(OrderItems::new([]), Err(OrderItemsError::Empty));
-        let many = (1..=101).map(|i| (id(i), count(1)));
+        let many = (1..=101).map(|i| (pid(i), count(1)));
         assert_eq!(OrderItems::new(many), Err(OrderItemsError::TooManyLines));
-        let too_many = [(id(1), count(OrderItems::MAX_UNITS_PER_LINE)), (id(1), count(1))];
+        let too_many = [(pid(1), count(OrderItems::MAX_UNITS_PER_LINE)), (pid(1), count(1))];
         assert_eq!(OrderItems::new(too_many), Err(OrderItemsError::TooManyUnits));
-        let overflow = [(id(1), count(i64::MAX)), (id(1), count(1))];
+        let overflow = [(pid(1), count(i64::MAX)), (pid(1), count(1))];
         assert_eq!(OrderItems::new(overflow), Err(OrderItemsError::Amount(AmountError::Overflow)));
     }
 
     #[test]
     fn items_match_lines_in_any_order_and_nothing_else() {
         let price = Price::new(10).expect("valid price");
-        let line = |p, c| OrderLine { product_id: id(p), count: count(c), price };
-        let items = OrderItems::new([(id(2), count(1)), (id(1), count(2))]).expect("valid");
+        let line = |p, c| OrderLine { product_id: pid(p), count: count(c), price };
+        let items = OrderItems::new([(pid(2), count(1)), (pid(1), count(2))]).expect("valid");
         assert!(items.matches(&[line(1, 2), line(2, 1)]));
         assert!(!items.matches(&[line(1, 2)]));
         assert!(!items.matches(&[line(1, 2), line(2, 2)]));

@@ -60,14 +60,11 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
+    use crate::fixtures::t0;
     use crate::model::Product;
     use crate::ports::MockSalesRanking;
     use crate::support::ManualClock;
     use crate::values::{Price, ProductId, ProductName, Stock};
-
-    fn t0() -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000, 0).expect("valid time")
-    }
 
     fn ranked(sold: i64) -> Vec<RankedProduct> {
         let product = Product {

@@ -8,19 +8,7 @@ use super::*;
 use crate::model::OrderItems;
 use crate::values::{OrderId, PaymentId};
 
-use crate::fixtures::{count, pid, points, t0, user};
-
-fn stock(raw: i64) -> Stock {
-    Stock::new(raw).expect("valid stock")
-}
-
-fn shelf(price: i64, available: i64) -> Shelf {
-    Shelf {
-        price: Price::new(price).expect("valid price"),
-        available: stock(available),
-        reserved: Stock::ZERO,
-    }
-}
+use crate::fixtures::{count, pid, points, shelf, stock, t0, user};
 
 /// alice (balance 1 000) and bob (balance 10); product 1 costs 100 (5 units), product 2 costs 50
 /// (1 unit), product 3 costs 2^62 (9 units).

@@ -16,7 +16,7 @@ use crate::ports::{
 };
 use crate::values::{AmountError, Price, ProductName, Stock};
 
-use crate::fixtures::{count, pid, points, t0, user};
+use crate::fixtures::{count, pid, points, shelf, t0, user};
 
 fn product(id: i64, price: i64, available: i64) -> Product {
     Product {
@@ -219,12 +219,7 @@ async fn place_order_asks_the_store_once_with_the_normalised_items_and_the_expir
         assert_eq!(request.items, items(&[(1, 2), (2, 1)]), "one entry per product, ascending");
         assert_eq!(request.created_at, t0());
         assert_eq!(request.expires_at, t0() + TimeDelta::seconds(600));
-        let shelf = |price| crate::rules::Shelf {
-            price: Price::new(price).expect("price"),
-            available: Stock::ZERO,
-            reserved: Stock::ZERO,
-        };
-        let shelves = [(pid(1), shelf(100)), (pid(2), shelf(50))].into_iter().collect();
+        let shelves = [(pid(1), shelf(100, 0)), (pid(2), shelf(50, 0))].into_iter().collect();
         crate::rules::price(&request, &shelves)
     });
     let order = ports
