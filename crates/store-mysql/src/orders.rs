@@ -158,8 +158,10 @@ fn place_batch(
 /// Expires up to `limit` due forms and gives their units back (`rules::release`). Neither waits
 /// for a row another transaction holds: other sweepers' forms are skipped, and so are the forms
 /// holding a product row someone else holds (left for a later sweep, so a held product cannot
-/// keep the sweeper — and the due forms it locked — waiting). The status guard is what makes
-/// each form expire once.
+/// keep the sweeper — and the due forms it locked — waiting). Each form expires once: the due
+/// forms are read with their locks, `status = 'pending'`, in the transaction that expires them,
+/// so a sweep run again (or another sweeper) no longer finds those already expired; the status
+/// guard of the update is a second check.
 fn expire_due(
     c: &mut Conn,
     now: DateTime<Utc>,
@@ -184,9 +186,13 @@ fn expire_due(
         shelves(lock_products(c, &products, Lane::Skip)?).map_err(TxError::Rejected)?;
     let before = shelves.clone();
     let locked: BTreeSet<i64> = shelves.keys().map(|id| id.get()).collect();
+    let mut lines_by_form: HashMap<&str, Vec<&LineRow>> = HashMap::new();
+    for line in &lines {
+        lines_by_form.entry(line.order_id.as_str()).or_default().push(line);
+    }
     let mut expired = Vec::new();
     for id in due {
-        let form: Vec<&LineRow> = lines.iter().filter(|line| line.order_id == id).collect();
+        let form = lines_by_form.remove(id.as_str()).unwrap_or_default();
         // A form holding a product row someone else holds waits for a later sweep.
         if form.iter().any(|line| !locked.contains(&line.product_id)) {
             continue;
@@ -244,7 +250,7 @@ impl OrderRepository for MysqlStore {
     }
 
     async fn expire_due(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<usize> {
-        // Run twice, a sweep expires each form once all the same (the status guard).
+        // Run twice, a sweep expires each form once all the same (it reads only pending forms).
         self.transaction_rerun_if_lost("an expiry sweep", move |c| expire_due(c, now, limit))
             .await
             .map_err(|e| e.context("expiring due order forms"))

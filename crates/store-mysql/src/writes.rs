@@ -183,8 +183,8 @@ pub(crate) fn payments(
     sql.join(";\n")
 }
 
-/// An expiry sweep: the forms expired (guarded by their status, so each expires once) and the
-/// units they gave back.
+/// An expiry sweep: the forms expired (their status still guarded, though the sweep read them
+/// pending and locked) and the units they gave back.
 pub(crate) fn expiry(
     expired: &[String],
     at: NaiveDateTime,
