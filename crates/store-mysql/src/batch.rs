@@ -348,10 +348,10 @@ where
         store: &MysqlStore,
         job: J,
     ) -> impl Future<Output = Result<T, E>> + Send + 'static {
-        if !store.group_commit {
+        if !store.options.group_commit {
             return Either::Left(self.clone().alone(store.clone(), job));
         }
-        let (answer, start) = self.main.submit(job, Span::current(), store.pipeline);
+        let (answer, start) = self.main.submit(job, Span::current(), store.options.pipeline);
         if start {
             let (this, store) = (self.clone(), store.clone());
             tokio::spawn(async move { this.drain_main(&store).await });

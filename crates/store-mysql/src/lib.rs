@@ -3,7 +3,9 @@
 //! - Diesel is blocking, so every call, `pool.get()` included, runs on tokio's blocking pool
 //!   ([`MysqlStore::blocking`]), carrying the caller's tracing span.
 //! - Each port method is one transaction ([`tx::transaction`]) that is retried whole on
-//!   deadlock (1213), lock-wait timeout (1205) and interrupted statement (1969), see `tx`.
+//!   deadlock (1213), lock-wait timeout (1205) and interrupted statement (1969), see `tx` —
+//!   except the product and balance point reads, one autocommit `SELECT` per round
+//!   (`point_reads`).
 //! - Orders, payments and charges are coalesced (`batch`): a batch locks its rows (`locking`),
 //!   loads them into a `domain::rules::Snapshot` (`snapshot`), folds each call through the
 //!   domain's rule for it in queue order, and writes what changed (`writes`). The store locks,
@@ -114,10 +116,10 @@ pub struct StoreOptions {
     /// ADR 0006). Off: each runs alone in its own transaction, waiting for its row locks, as
     /// before group commit — the naive baseline `mall-bench` compares against.
     pub group_commit: bool,
-    /// With group commit, how many batches of one kind (orders, payments, charges), and read
-    /// rounds of one kind (products, balances), may be in the database at once: 1 runs them one
-    /// after another; more lets the next batch lock and decide while one commits (they take
-    /// their locks in turn, see `batch::Turnstile`).
+    /// How many batches of one kind (orders, payments, charges; with group commit), and read
+    /// rounds of one kind (products, balances; always), may be in the database at once: 1 runs
+    /// them one after another; more lets the next batch lock and decide while one commits (they
+    /// take their locks in turn, see `batch::Turnstile`). 0 counts as 1.
     pub pipeline: usize,
 }
 
@@ -160,10 +162,8 @@ pub struct MysqlStore {
     clock: Arc<dyn Clock>,
     /// The rows the batches' main lanes hold at the moment (see `batch::Ctx`).
     own_locks: Arc<batch::OwnLocks>,
-    /// [`StoreOptions::group_commit`].
-    group_commit: bool,
-    /// [`StoreOptions::pipeline`].
-    pipeline: usize,
+    /// Group commit, and the pipeline depth.
+    options: StoreOptions,
     /// Product and balance reads, coalesced into rounds (see `point_reads`).
     point_reads: Arc<point_reads::PointReads>,
 }
@@ -229,8 +229,7 @@ impl MysqlStore {
             closed_hours: Arc::default(),
             clock: Arc::new(SystemClock),
             own_locks: Arc::default(),
-            group_commit: store.group_commit,
-            pipeline: store.pipeline.max(1),
+            options: store,
             point_reads: Arc::default(),
         })
     }

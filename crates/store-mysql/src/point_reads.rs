@@ -110,7 +110,8 @@ where
         store: &MysqlStore,
         key: K,
     ) -> anyhow::Result<Option<V>> {
-        let (answer, start) = self.queue.submit(key, tracing::Span::current(), store.pipeline);
+        let (answer, start) =
+            self.queue.submit(key, tracing::Span::current(), store.options.pipeline);
         if start {
             // Detached, so a caller that gives up does not stop the round others wait on.
             let (this, store) = (self.clone(), store.clone());
