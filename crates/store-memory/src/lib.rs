@@ -92,11 +92,12 @@ impl State {
         }
     }
 
-    fn remember(&mut self, remember: Option<Remember>, outcome: Outcome) {
+    /// Keeps the outcome under the key, if any; `outcome` is built only then.
+    fn remember(&mut self, remember: Option<Remember>, outcome: impl FnOnce() -> Outcome) {
         if let Some(remember) = remember {
             let entry = (remember.key.user().clone(), remember.key.key().to_owned());
-            let record =
-                IdempotencyRecord { fingerprint: remember.key.fingerprint().to_owned(), outcome };
+            let fingerprint = remember.key.fingerprint().to_owned();
+            let record = IdempotencyRecord { fingerprint, outcome: outcome() };
             self.idempotency.insert(entry, (record, remember.expires_at));
         }
     }
@@ -143,7 +144,7 @@ impl UserRepository for MemoryStore {
         let mut state = self.lock();
         state.check_key(remember.as_ref())?;
         let balance = rules::charge(&mut state.shop, &id, amount)?;
-        state.remember(remember, Outcome::Charged { balance });
+        state.remember(remember, || Outcome::Charged { balance });
         Ok(balance)
     }
 
@@ -205,7 +206,7 @@ impl OrderRepository for MemoryStore {
         }
         let order = placed.order;
         state.due.insert((order.expires_at, order.user_id.clone()));
-        state.remember(remember, Outcome::Ordered(order.clone()));
+        state.remember(remember, || Outcome::Ordered(order.clone()));
         Ok(order)
     }
 
@@ -255,7 +256,7 @@ impl PaymentRepository for MemoryStore {
             QueuedEvent { seq, event: plan.event, attempts: 0, due_at, last_error: None },
         );
         let receipt = PaymentReceipt { payment, balance: settled.balance };
-        state.remember(remember, Outcome::Paid(receipt.clone()));
+        state.remember(remember, || Outcome::Paid(receipt.clone()));
         Ok(receipt)
     }
 }
