@@ -12,6 +12,7 @@
 //! `Unexpected` answer means the rows contradict each other (a bug, a corrupt database): the
 //! store rolls back whatever it was doing.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::anyhow;
@@ -254,11 +255,12 @@ fn working_copy<'a>(
     shelves: &Shelves,
     id: ProductId,
 ) -> anyhow::Result<&'a mut Shelf> {
-    if let std::collections::btree_map::Entry::Vacant(entry) = changed.entry(id) {
-        let shelf = shelves.get(&id).ok_or_else(|| anyhow!("product {id} is not loaded"))?;
-        entry.insert(*shelf);
-    }
-    changed.get_mut(&id).ok_or_else(|| anyhow!("product {id} is not loaded"))
+    Ok(match changed.entry(id) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => {
+            entry.insert(*shelves.get(&id).ok_or_else(|| anyhow!("product {id} is not loaded"))?)
+        }
+    })
 }
 
 fn account_mut<'a>(shop: &'a mut Snapshot, user: &UserId) -> anyhow::Result<&'a mut Account> {
