@@ -32,8 +32,6 @@ use crate::{Conn, MysqlStore};
 /// The most ids one round reads (calls past it wait for the next round).
 pub(crate) const MAX_ROUND: usize = 256;
 
-/// A product row as a round reads it.
-type ProductTuple = (i64, String, i64, i64);
 
 /// Reads the rows of these ids (those that exist), each with its id.
 type LoadRows<K, V> = fn(&mut Conn, &[K]) -> QueryResult<Vec<(K, V)>>;
@@ -73,7 +71,7 @@ impl PointReadStats {
 
 /// The point reads of both kinds.
 pub(crate) struct PointReads {
-    pub(crate) products: Arc<PointReader<i64, ProductTuple>>,
+    pub(crate) products: Arc<PointReader<i64, ProductRow>>,
     pub(crate) balances: Arc<PointReader<String, i64>>,
 }
 
@@ -172,11 +170,11 @@ fn padded<K: Clone>(mut keys: Vec<K>) -> Vec<K> {
     keys
 }
 
-fn load_products(c: &mut Conn, ids: &[i64]) -> QueryResult<Vec<(i64, ProductTuple)>> {
-    let rows: Vec<ProductTuple> =
+fn load_products(c: &mut Conn, ids: &[i64]) -> QueryResult<Vec<(i64, ProductRow)>> {
+    let rows: Vec<ProductRow> =
         IdsIn::<_, BigInt, ProductSql>::new("SELECT id, name, price, available FROM products", ids)
             .load(c)?;
-    Ok(rows.into_iter().map(|row| (row.0, row)).collect())
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }
 
 fn load_balances(c: &mut Conn, ids: &[String]) -> QueryResult<Vec<(String, i64)>> {
@@ -185,10 +183,6 @@ fn load_balances(c: &mut Conn, ids: &[String]) -> QueryResult<Vec<(String, i64)>
 
 type ProductSql = (BigInt, Text, BigInt, BigInt);
 type BalanceSql = (Text, BigInt);
-
-pub(crate) fn product_row((id, name, price, available): ProductTuple) -> ProductRow {
-    ProductRow { id, name, price, available }
-}
 
 /// `{select} WHERE id IN (?, …)`, one bind per id. Unlike diesel's `eq_any`, whose statements
 /// are never cached (any length may come), this one is cached by its text: the caller keeps

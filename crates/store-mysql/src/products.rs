@@ -24,7 +24,7 @@ use crate::MysqlStore;
 impl ProductRepository for MysqlStore {
     async fn product(&self, id: ProductId) -> anyhow::Result<Option<Product>> {
         let row = self.point_reads.products.read(self, id.get()).await?;
-        row.map(|row| crate::point_reads::product_row(row).into_product()).transpose()
+        row.map(ProductRow::into_product).transpose()
     }
 
     async fn page(&self, offset: u64, limit: u64) -> anyhow::Result<CatalogPage> {

@@ -22,7 +22,7 @@ pub(crate) const PAID: &str = "paid";
 pub(crate) const EXPIRED: &str = "expired";
 pub(crate) const REPLACED: &str = "replaced";
 
-#[derive(Debug, Queryable, QueryableByName, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = products)]
 #[diesel(check_for_backend(diesel::mysql::Mysql))]
 pub(crate) struct ProductRow {
