@@ -109,12 +109,12 @@ pub trait ProductRepository: Send + Sync + 'static {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait OrderRepository: Send + Sync + 'static {
-    /// Decides `request` with [`crate::rules::place_order`] over the rows of this moment
-    /// (priced at the products' prices then), stores the form (status pending) and reserves its lines, all or nothing, and returns the
-    /// form. The user's previous pending form, if any, is replaced and its reservation released
-    /// in the same step, and the stock check counts the units it gives back. The balance must
-    /// cover the total at this moment (it is not held; payment debits it). With `remember`, the
-    /// outcome is stored under its key in the same step.
+    /// Decides `request` with [`crate::rules::place_order`] over the rows of this moment (priced at
+    /// the products' prices then), stores the form (status pending) and reserves its lines, all or
+    /// nothing, and returns the form. The user's previous pending form, if any, is replaced and its
+    /// reservation released in the same step, and the stock check counts the units it gives back.
+    /// The balance must cover the total at this moment (it is not held; payment debits it). With
+    /// `remember`, the outcome is stored under its key in the same step.
     ///
     /// # Errors
     /// In SPEC order: [`PlaceOrderError::UnknownUser`], [`PlaceOrderError::UnknownProduct`]
@@ -148,9 +148,10 @@ pub trait OrderRepository: Send + Sync + 'static {
 pub trait PaymentRepository: Send + Sync + 'static {
     /// In one atomic step: decides the payment with [`crate::rules::settle_payment`] (the form
     /// `plan.payment.order_id` must still be the user's pending form and payable at
-    /// `plan.payment.paid_at`; the balance must cover `plan.payment.amount`), marks the form paid, turns its reservation into a sale, records the
-    /// units sold in the hourly sales buckets, stores the payment, queues `plan.event` in the
-    /// outbox, and with `remember` stores the receipt under its key.
+    /// `plan.payment.paid_at`; the balance must cover `plan.payment.amount`), marks the form paid,
+    /// turns its reservation into a sale, records the units sold in the hourly sales buckets,
+    /// stores the payment, queues `plan.event` in the outbox, and with `remember` stores the
+    /// receipt under its key.
     ///
     /// # Errors
     /// [`PayError::NoPendingOrder`] if the form is gone, paid, replaced or expired;

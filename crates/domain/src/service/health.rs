@@ -3,7 +3,9 @@
 //!
 //! - the **check** ("the store answers") runs for every report, but callers that arrive while
 //!   one is in flight share it (single flight): a burst costs the store one check per round
-//!   trip, however many callers wait on it, and a store that stops answering is seen at once;
+//!   trip, however many callers wait on it. A caller joins the check in flight however long
+//!   it has run, so a store that stops answering is seen by the next check that starts after
+//!   the one in flight ends;
 //! - the **outbox backlog** figures are reused for up to [`BACKLOG_FRESHNESS`] after their
 //!   query started, and callers that arrive while that query runs wait for it: at most one
 //!   backlog query per second per instance.
