@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use domain::errors::PayError;
 use domain::idempotency::Remember;
-use domain::model::{sales_hour, PaymentPlan, PaymentReceipt};
+use domain::model::{sales_hour, Payment, PaymentPlan, PaymentReceipt};
 use domain::ports::PaymentRepository;
 use domain::rules::{self, Settlement, Snapshot};
 use domain::values::UserId;
@@ -31,10 +31,11 @@ pub(crate) fn coalesced() -> Coalesced<PayJob, PaymentReceipt, PayError> {
     Coalesced::new("payments", 1_000, |_| 1, |job| job.plan.payment.user_id.as_str(), pay_batch)
 }
 
-/// The product rows of a user's pending form: the ones their payment may sell.
-fn form_products(shop: &Snapshot, user: &UserId) -> BTreeSet<i64> {
-    let form = shop.accounts.get(user).and_then(|account| account.pending.as_ref());
-    form.into_iter().flat_map(|form| &form.lines).map(|line| line.product_id.get()).collect()
+/// The product rows `payment` may sell: those of the form it may settle
+/// (`rules::payable_form`), none when it will be refused.
+fn payable_products<'a>(shop: &'a Snapshot, payment: &Payment) -> impl Iterator<Item = i64> + 'a {
+    let form = rules::payable_form(shop, payment);
+    form.into_iter().flat_map(|form| &form.lines).map(|line| line.product_id.get())
 }
 
 /// Pays a batch in one transaction, each payment with its own outcome, exactly as if they had
@@ -61,7 +62,7 @@ fn pay_batch(
         .iter()
         .zip(&outcomes)
         .filter(|(_, outcome)| outcome.is_none())
-        .flat_map(|(job, _)| form_products(&shop, &job.plan.payment.user_id))
+        .flat_map(|(job, _)| payable_products(&shop, &job.plan.payment))
         .collect();
     let mut busy = BTreeSet::new();
     if !wanted.is_empty() {
@@ -84,7 +85,7 @@ fn pay_batch(
             }
             let payment = &job.plan.payment;
             let held: BTreeSet<i64> =
-                form_products(&shop, &payment.user_id).intersection(&busy).copied().collect();
+                payable_products(&shop, payment).filter(|id| busy.contains(id)).collect();
             if !held.is_empty() {
                 return Verdict::Deferred(Busy::products(held));
             }

@@ -227,8 +227,16 @@ async fn a_held_product_row_fails_only_the_calls_that_need_it() {
     retried.await.expect("task").expect("the order succeeds once the row is let go");
     assert_eq!(stock_of(&url, held).await, (98, 2));
 
-    // 3. Payments: the stuck user's form needs the held row; the buyers' forms do not.
+    // 3. Payments: the stuck user's form needs the held row; the buyers' forms do not. A payment
+    //    naming another form than the pending one sells nothing: refused at once (code 5), not
+    //    put off to wait for the row its user's form holds.
     let lock = hold(&url, held).await;
+    let wrong = form(&stuck, "not-stuck-2", &[(held, 2, 10), (free, 1, 10)], t0(), TTL);
+    let started = Instant::now();
+    let refused = store.commit_payment(plan(&wrong, t0() + secs(1)), None).await;
+    let took = started.elapsed();
+    assert!(matches!(refused, Err(PayError::NoPendingOrder)), "another form: {refused:?}");
+    assert!(took < QUICK, "refused without waiting for the held row: {took:?}");
     let stuck_pay = {
         let (store, stuck) = (store.clone(), stuck.clone());
         tokio::spawn(async move {

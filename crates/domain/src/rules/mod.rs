@@ -144,6 +144,16 @@ pub fn place_order(
     Ok(Placement { order, replaced })
 }
 
+/// The form `payment` may settle: its user's pending form, when it is the one named and still
+/// payable at `payment.paid_at` ([`Order::is_payable_at`]). A store locks only that form's
+/// products for the payment; any other payment is refused by [`settle_payment`] without them.
+#[must_use]
+pub fn payable_form<'a>(shop: &'a Snapshot, payment: &Payment) -> Option<&'a Order> {
+    let account = shop.accounts.get(&payment.user_id)?;
+    let form = account.pending.as_ref()?;
+    (form.id == payment.order_id && form.is_payable_at(payment.paid_at)).then_some(form)
+}
+
 /// Pays the user's pending form (SPEC §1.6): debits the amount, and the form's reserved units
 /// become units sold.
 ///
@@ -152,12 +162,10 @@ pub fn place_order(
 /// and payable at `payment.paid_at` ([`Order::is_payable_at`]); [`PayError::LackOfPoints`] when
 /// the balance does not cover `payment.amount`. On error `shop` is unchanged.
 pub fn settle_payment(shop: &mut Snapshot, payment: &Payment) -> Result<Settlement, PayError> {
-    let account = shop.accounts.get(&payment.user_id);
-    let form = account.and_then(|account| account.pending.as_ref());
-    let Some((account, form)) = account
-        .zip(form)
-        .filter(|(_, form)| form.id == payment.order_id && form.is_payable_at(payment.paid_at))
-    else {
+    let Some(form) = payable_form(shop, payment) else {
+        return Err(PayError::NoPendingOrder);
+    };
+    let Some(account) = shop.accounts.get(&payment.user_id) else {
         return Err(PayError::NoPendingOrder);
     };
     let Some(balance) = account.balance.checked_sub(payment.amount) else {
