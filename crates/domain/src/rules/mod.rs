@@ -9,8 +9,9 @@
 //!
 //! Every rule checks everything before it changes anything, in the SPEC's order, on the
 //! checked value types: a refused call leaves the snapshot exactly as it found it. An
-//! `Unexpected` answer means the rows contradict each other (a bug, a corrupt database): the
-//! store rolls back whatever it was doing.
+//! `Unexpected` answer means the rows contradict each other (a bug, a corrupt database); the
+//! snapshot is unchanged then too, so the store fails that call alone — a batch answers it
+//! `Unexpected` and writes nothing of it, the expiry sweep logs the form and leaves it pending.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
