@@ -86,8 +86,7 @@ fn place_batch(
     let mut outcomes: Vec<Option<Result<Order, PlaceOrderError>>> =
         idempotency::claim_each(c, jobs.iter().map(|j| j.remember.as_ref()), Kind::Ordered)?;
     let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
-    let accounts = lock_accounts(c, jobs.iter().map(|j| &j.request.user_id))?;
-    ctx.holds(Busy::users(accounts.keys().map(UserId::as_str)));
+    let accounts = lock_accounts(c, ctx, jobs.iter().map(|j| &j.request.user_id))?;
     let old_products = accounts.values().flat_map(|a| &a.pending).flat_map(|f| &f.lines);
     let product_ids: BTreeSet<i64> = jobs
         .iter()

@@ -9,7 +9,6 @@ use domain::idempotency::Remember;
 use domain::model::{sales_hour, Payment, PaymentPlan, PaymentReceipt};
 use domain::ports::PaymentRepository;
 use domain::rules::{self, Settlement, Snapshot};
-use domain::values::UserId;
 
 use crate::batch::{Busy, Coalesced, Ctx, Verdict};
 use crate::idempotency::{self, Kind};
@@ -42,7 +41,8 @@ fn payable_products<'a>(shop: &'a Snapshot, payment: &Payment) -> impl Iterator<
 /// been paid one after another in queue order. Users with their pending forms are locked
 /// first, then the products of those forms, by ascending id; each payment is decided by
 /// `rules::settle_payment` against what the earlier ones left (a form is paid once; a balance
-/// is debited in turn), and every write goes out in one multi-statement round trip.
+/// is debited in turn), and every write of the fold goes out in one multi-statement round trip
+/// (idempotency keys are claimed and settled by statements of their own, `idempotency`).
 ///
 /// In [`Lane::Skip`](crate::batch::Lane::Skip) product rows another transaction holds are
 /// skipped, and a payment whose form holds one is put off ([`Verdict::Deferred`]), as if it
@@ -55,8 +55,7 @@ fn pay_batch(
     let mut outcomes: Vec<Option<Result<PaymentReceipt, PayError>>> =
         idempotency::claim_each(c, jobs.iter().map(|j| j.remember.as_ref()), Kind::Paid)?;
     let claimed: Vec<bool> = outcomes.iter().map(Option::is_none).collect();
-    let accounts = lock_accounts(c, jobs.iter().map(|j| &j.plan.payment.user_id))?;
-    ctx.holds(Busy::users(accounts.keys().map(UserId::as_str)));
+    let accounts = lock_accounts(c, ctx, jobs.iter().map(|j| &j.plan.payment.user_id))?;
     let mut shop = Snapshot { accounts, ..Snapshot::default() };
     let wanted: BTreeSet<i64> = jobs
         .iter()

@@ -32,7 +32,6 @@ use crate::{Conn, MysqlStore};
 /// The most ids one round reads (calls past it wait for the next round).
 pub(crate) const MAX_ROUND: usize = 256;
 
-
 /// Reads the rows of these ids (those that exist), each with its id.
 type LoadRows<K, V> = fn(&mut Conn, &[K]) -> QueryResult<Vec<(K, V)>>;
 

@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use domain::rules::{Account, Shelf, Shelves};
 use domain::values::{Points, Price, ProductId, Stock, UserId};
 
+use crate::batch::{Busy, Ctx};
 use crate::locking::{BalanceRow, StockRow, CHUNK};
 use crate::rows::{FormRow, LineRow, PENDING};
 use crate::schema::{order_forms, order_lines, users};
@@ -32,9 +33,10 @@ type AccountRow = (
 /// Locks each user, with their pending form and its lines, by ascending user id (one statement
 /// per [`CHUNK`] users): the global lock order (a user, then that user's form) holds. Never with
 /// `SKIP LOCKED`: a skipped form row would read as "no pending form". Users that do not exist
-/// are not in the answer.
+/// are not in the answer. The users locked are noted as held by the batch ([`Ctx::holds`]).
 pub(crate) fn lock_accounts<'a>(
     c: &mut Conn,
+    ctx: &Ctx,
     users: impl IntoIterator<Item = &'a UserId>,
 ) -> Result<HashMap<UserId, Account>, TxError<anyhow::Error>> {
     let user_ids: BTreeSet<&str> = users.into_iter().map(UserId::as_str).collect();
@@ -87,6 +89,7 @@ pub(crate) fn lock_accounts<'a>(
             accounts.insert(id, account);
         }
     }
+    ctx.holds(Busy::users(accounts.keys().map(UserId::as_str)));
     Ok(accounts)
 }
 
