@@ -73,12 +73,12 @@ fn pay_batch(
     let (balances_before, shelves_before) =
         (writes::balances_of(&shop.accounts), shop.shelves.clone());
 
-    let mut settlements: Vec<Option<Settlement>> = Vec::with_capacity(jobs.len());
+    // The settled payments, with their settlements, in queue order.
+    let mut settled: Vec<(&PaymentPlan, Settlement)> = Vec::new();
     let verdicts: Vec<Verdict<PaymentReceipt, PayError>> = jobs
         .iter()
         .enumerate()
         .map(|(i, job)| {
-            settlements.push(None);
             if let Some(outcome) = outcomes[i].take() {
                 return Verdict::Done(outcome);
             }
@@ -90,17 +90,12 @@ fn pay_batch(
             }
             Verdict::Done(rules::settle_payment(&mut shop, payment).map(|settlement| {
                 let balance = settlement.balance;
-                settlements[i] = Some(settlement);
+                settled.push((&job.plan, settlement));
                 PaymentReceipt { payment: payment.clone(), balance }
             }))
         })
         .collect();
 
-    let settled: Vec<(&PaymentPlan, &Settlement)> = jobs
-        .iter()
-        .zip(&settlements)
-        .filter_map(|(job, settlement)| settlement.as_ref().map(|s| (&job.plan, s)))
-        .collect();
     if !settled.is_empty() {
         let text = writes::payments(
             &shop.accounts,

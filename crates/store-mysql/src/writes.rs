@@ -125,7 +125,7 @@ pub(crate) fn payments(
     accounts_before: &HashMap<UserId, Points>,
     shelves: &Shelves,
     shelves_before: &Shelves,
-    settled: &[(&PaymentPlan, &Settlement)],
+    settled: &[(&PaymentPlan, Settlement)],
 ) -> String {
     let mut sales: BTreeMap<(NaiveDateTime, i64), i64> = BTreeMap::new();
     let mut forms = Vec::new();
