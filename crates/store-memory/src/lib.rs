@@ -79,6 +79,11 @@ impl MemoryStore {
     }
 }
 
+/// The product as callers see it, from its name and shelf.
+fn listing(id: ProductId, name: &ProductName, shelf: &Shelf) -> Product {
+    Product { id, name: name.clone(), price: shelf.price, available: shelf.available }
+}
+
 impl State {
     /// Refuses a key that holds an unexpired outcome (checked before any change).
     fn check_key(&self, remember: Option<&Remember>) -> Result<(), IdempotencyError> {
@@ -103,8 +108,7 @@ impl State {
     }
 
     fn product(&self, id: ProductId) -> Option<Product> {
-        let (shelf, name) = (self.shop.shelves.get(&id)?, self.names.get(&id)?);
-        Some(Product { id, name: name.clone(), price: shelf.price, available: shelf.available })
+        Some(listing(id, self.names.get(&id)?, self.shop.shelves.get(&id)?))
     }
 
     fn pending(&self, user: &UserId) -> Option<&Order> {
@@ -175,19 +179,21 @@ impl ProductRepository for MemoryStore {
         let id = ProductId::new(next).map_err(anyhow::Error::from)?;
         let shelf =
             Shelf { price: product.price, available: product.quantity, reserved: Stock::ZERO };
+        let added = listing(id, &product.name, &shelf);
         state.shop.shelves.insert(id, shelf);
         state.names.insert(id, product.name);
         state.last_product_id = next;
-        Ok(state.product(id).ok_or_else(|| anyhow!("product {id} vanished"))?)
+        Ok(added)
     }
 
     async fn edit(&self, id: ProductId, edit: ProductEdit) -> Result<Product, EditProductError> {
         let mut state = self.lock();
-        rules::edit_product(&mut state.shop, id, &edit)?;
+        let shelf = rules::edit_product(&mut state.shop, id, &edit)?;
         if let Some(name) = edit.name {
             state.names.insert(id, name);
         }
-        Ok(state.product(id).ok_or_else(|| anyhow!("product {id} vanished"))?)
+        let name = state.names.get(&id).ok_or_else(|| anyhow!("product {id} has no name"))?;
+        Ok(listing(id, name, &shelf))
     }
 }
 
