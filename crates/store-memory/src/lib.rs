@@ -167,8 +167,10 @@ impl ProductRepository for MemoryStore {
         let state = self.lock();
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
         let take = usize::try_from(limit).unwrap_or(usize::MAX);
-        let ids = state.shop.shelves.keys().skip(skip).take(take);
-        let products = ids.filter_map(|id| state.product(*id)).collect();
+        let shelves = state.shop.shelves.iter().skip(skip).take(take);
+        let products = shelves
+            .filter_map(|(id, shelf)| Some(listing(*id, state.names.get(id)?, shelf)))
+            .collect();
         Ok(CatalogPage { products, total: state.shop.shelves.len() as u64 })
     }
 
