@@ -118,12 +118,11 @@ impl State {
     /// Expires the user's pending form: its units go back on the shelf.
     fn expire(&mut self, user: &UserId) -> anyhow::Result<()> {
         let Some(account) = self.shop.accounts.get_mut(user) else { return Ok(()) };
-        let Some(form) = account.pending.take() else { return Ok(()) };
-        if let Err(error) = rules::release(&mut self.shop.shelves, &form.lines) {
-            account.pending = Some(form);
-            return Err(error);
-        }
+        let Some(form) = account.pending.as_ref() else { return Ok(()) };
+        // `release` changes nothing when it fails, so the form stays pending then.
+        rules::release(&mut self.shop.shelves, &form.lines)?;
         self.due.remove(&(form.expires_at, user.clone()));
+        account.pending = None;
         Ok(())
     }
 }
