@@ -38,7 +38,7 @@ impl fmt::Debug for CachedRanking {
 impl CachedRanking {
     /// Reads through `inner`, timing freshness by `clock` (the shop's clock).
     pub fn new(inner: Arc<dyn SalesRanking>, clock: Arc<dyn Clock>) -> Self {
-        Self { inner, clock, flight: SingleFlight::default() }
+        Self { inner, clock, flight: SingleFlight::new(RANKING_FRESHNESS) }
     }
 }
 
@@ -51,7 +51,7 @@ impl SalesRanking for CachedRanking {
     ) -> anyhow::Result<Vec<RankedProduct>> {
         let inner = self.inner.clone();
         let query = move || async move { inner.top_sellers(since, size).await }.boxed();
-        self.flight.get((since, size), self.clock.now(), RANKING_FRESHNESS, query).await
+        self.flight.get((since, size), self.clock.now(), query).await
     }
 }
 

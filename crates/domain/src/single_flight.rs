@@ -14,13 +14,9 @@ type Flight<T> = Shared<BoxFuture<'static, Result<T, Arc<anyhow::Error>>>>;
 
 /// Shared calls keyed by `K` (what was asked), answering `T`.
 pub(crate) struct SingleFlight<K, T> {
+    /// How long a good answer is reused after its call started (zero: never).
+    reuse: TimeDelta,
     state: Arc<Mutex<FlightState<K, T>>>,
-}
-
-impl<K, T> Default for SingleFlight<K, T> {
-    fn default() -> Self {
-        Self { state: Arc::new(Mutex::new(FlightState { kept: None, running: None, next: 0 })) }
-    }
 }
 
 struct FlightState<K, T> {
@@ -29,12 +25,6 @@ struct FlightState<K, T> {
     /// The call in flight: its number, when it started, what it was asked, its shared answer.
     running: Option<(u64, DateTime<Utc>, K, Flight<T>)>,
     next: u64,
-}
-
-/// Whether a call that started at `at` is recent enough at `now` to be reused for `reuse`
-/// (a zero `reuse` keeps nothing, but still joins a call in flight).
-fn recent(at: DateTime<Utc>, now: DateTime<Utc>, reuse: TimeDelta) -> bool {
-    reuse.is_zero() || (now >= at && now - at < reuse)
 }
 
 fn lock<S>(state: &Mutex<S>) -> MutexGuard<'_, S> {
@@ -46,32 +36,42 @@ where
     K: PartialEq + Clone + Send + Sync + 'static,
     T: Clone + Send + Sync + 'static,
 {
+    /// Answers reused for `reuse` after their call started. A zero `reuse` keeps nothing
+    /// reusable, and then a caller joins the call in flight however long it has run.
+    pub(crate) fn new(reuse: TimeDelta) -> Self {
+        let state = FlightState { kept: None, running: None, next: 0 };
+        Self { reuse, state: Arc::new(Mutex::new(state)) }
+    }
+
+    /// Whether a call that started at `at` is recent enough at `now` to be reused.
+    fn recent(&self, at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        now >= at && now - at < self.reuse
+    }
+
     /// The answer for `key`: kept from a call that started less than `reuse` before `now`,
-    /// or from the call in flight for it, or from one `start` makes now.
+    /// or from the call in flight for it, or from one `call` makes now.
     pub(crate) async fn get(
         &self,
         key: K,
         now: DateTime<Utc>,
-        reuse: TimeDelta,
-        start: impl FnOnce() -> BoxFuture<'static, anyhow::Result<T>>,
+        call: impl FnOnce() -> BoxFuture<'static, anyhow::Result<T>>,
     ) -> anyhow::Result<T> {
         let flight = {
             let mut state = lock(&self.state);
-            if !reuse.is_zero() {
-                let kept = state.kept.as_ref();
-                if let Some((_, _, value)) =
-                    kept.filter(|(at, of, _)| *of == key && recent(*at, now, reuse))
-                {
-                    return Ok(value.clone());
-                }
+            let kept = state.kept.as_ref();
+            if let Some((_, _, value)) =
+                kept.filter(|(at, of, _)| *of == key && self.recent(*at, now))
+            {
+                return Ok(value.clone());
             }
             let running = state.running.as_ref();
-            match running.filter(|(_, at, of, _)| *of == key && recent(*at, now, reuse)) {
+            let joins = |at: &DateTime<Utc>| self.reuse.is_zero() || self.recent(*at, now);
+            match running.filter(|(_, at, of, _)| *of == key && joins(at)) {
                 Some((_, _, _, flight)) => flight.clone(),
                 None => {
                     let number = state.next;
                     state.next += 1;
-                    let flight = self.start(number, now, key.clone(), reuse, start());
+                    let flight = self.start(number, now, key.clone(), call());
                     state.running = Some((number, now, key, flight.clone()));
                     flight
                 }
@@ -87,7 +87,6 @@ where
         number: u64,
         started: DateTime<Utc>,
         key: K,
-        reuse: TimeDelta,
         call: BoxFuture<'static, anyhow::Result<T>>,
     ) -> Flight<T> {
         let state = self.state.clone();
@@ -99,8 +98,7 @@ where
             }
             match answer {
                 Ok(value) => {
-                    let newer = state.kept.as_ref().is_none_or(|(at, ..)| *at <= started);
-                    if !reuse.is_zero() && newer {
+                    if state.kept.as_ref().is_none_or(|(at, ..)| *at <= started) {
                         state.kept = Some((started, key, value.clone()));
                     }
                     Ok(value)

@@ -25,10 +25,16 @@ use crate::single_flight::SingleFlight;
 pub const BACKLOG_FRESHNESS: TimeDelta = TimeDelta::seconds(1);
 
 /// The health report's store calls, shared by concurrent callers.
-#[derive(Default)]
 pub(crate) struct HealthCache {
     check: SingleFlight<(), ()>,
     backlog: SingleFlight<(), OutboxBacklog>,
+}
+
+impl Default for HealthCache {
+    fn default() -> Self {
+        let check = SingleFlight::new(TimeDelta::zero());
+        Self { check, backlog: SingleFlight::new(BACKLOG_FRESHNESS) }
+    }
 }
 
 impl std::fmt::Debug for HealthCache {
@@ -59,7 +65,7 @@ impl HealthCache {
         now: DateTime<Utc>,
         start: impl FnOnce() -> BoxFuture<'static, anyhow::Result<()>>,
     ) -> anyhow::Result<()> {
-        self.check.get((), now, TimeDelta::zero(), start).await
+        self.check.get((), now, start).await
     }
 
     /// Backlog figures from a query that started at most [`BACKLOG_FRESHNESS`] before `now`
@@ -69,7 +75,7 @@ impl HealthCache {
         now: DateTime<Utc>,
         start: impl FnOnce() -> BoxFuture<'static, anyhow::Result<OutboxBacklog>>,
     ) -> anyhow::Result<OutboxBacklog> {
-        self.backlog.get((), now, BACKLOG_FRESHNESS, start).await
+        self.backlog.get((), now, start).await
     }
 }
 
